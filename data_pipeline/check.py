@@ -1,0 +1,159 @@
+"""Decode and validate every sample of a shard folder: the ``check`` command.
+
+Reads the tars with nothing but ``tarfile``, OpenCV and NumPy (as any consumer of the format
+could), so a passing check also shows the format is readable without this package's loader.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from data_pipeline.modalities import MODALITIES
+from data_pipeline.schema import expected_members, validate_meta
+from data_pipeline.video_io import decode_video
+
+# Raw ground truth arrays whose leading dimensions are [T, H, W].
+_PIXEL_GT = ("depth", "flow", "occlusion", "seg", "densepose")
+
+
+@dataclass
+class CheckReport:
+    shards: int = 0
+    samples: int = 0
+    bytes: int = 0
+    bad: list[tuple[str, str, str]] = field(default_factory=list)  # (shard, key, why)
+    modalities: Counter = field(default_factory=Counter)
+    geometry: Counter = field(default_factory=Counter)  # "TxHxW" -> samples
+    splits: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def summary(self) -> str:
+        lines = [
+            f"shards      {self.shards}",
+            f"samples     {self.samples} ({self.samples - len({(s, k) for s, k, _ in self.bad})} valid)",
+            f"size        {self.bytes / 2**20:.1f} MiB",
+            f"splits      {_counts(self.splits)}",
+            f"geometry    {_counts(self.geometry)}",
+            f"modalities  {_counts(self.modalities)}",
+        ]
+        if self.bad:
+            lines.append(f"{len(self.bad)} problem(s):")
+            lines += [f"  {shard}: {key}: {why}" for shard, key, why in self.bad]
+        else:
+            lines.append("all samples valid")
+        return "\n".join(lines)
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counter.items())) or "-"
+
+
+def list_shards(root: str) -> tuple[list[str], dict[str, int]]:
+    """The shard paths under ``root`` and the sample count ``dataset.json`` gives each."""
+    index = os.path.join(root, "dataset.json")
+    if not os.path.isfile(index):
+        raise FileNotFoundError(f"{root} has no dataset.json; is it a shard folder written by `synth` or `ingest`?")
+    with open(index) as f:
+        listed = {s["name"]: s["samples"] for s in json.load(f)["shards"]}
+    on_disk = sorted(name for name in os.listdir(root) if name.endswith(".tar"))
+    return [os.path.join(root, name) for name in sorted(set(listed) | set(on_disk))], listed
+
+
+def iter_samples(path: str):
+    """Yield ``(key, {suffix: bytes})`` from a tar, grouping adjacent members by key (text before the first dot)."""
+    key, members = None, {}
+    with tarfile.open(path, "r|*") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            base = os.path.basename(info.name)
+            name_key, _, suffix = base.partition(".")
+            if name_key != key and key is not None:
+                yield key, members
+                members = {}
+            key = name_key
+            members[suffix] = tar.extractfile(info).read()
+    if key is not None:
+        yield key, members
+
+
+def check_sample(key: str, members: dict[str, bytes]) -> list[str]:
+    """Problems with one sample (empty when it is valid)."""
+    if "json" not in members:
+        return [f"no json member (members: {', '.join(sorted(members))})"]
+    try:
+        meta = json.loads(members["json"])
+    except ValueError as e:
+        return [f"json does not parse: {e}"]
+    problems = validate_meta(meta)
+    if problems:
+        return problems
+    if meta["key"] != key:
+        problems.append(f"json key {meta['key']!r} differs from the member key {key!r} (a dot in the key?)")
+    missing = [m for m in expected_members(meta) if m not in members]
+    if missing:
+        return problems + [f"missing member(s) {', '.join(missing)}"]
+    shape = (meta["frames"], meta["height"], meta["width"])
+    for name in meta["modalities"]:
+        try:
+            video = decode_video(members[f"{name}.{meta['ext']}"])
+        except ValueError as e:
+            problems.append(f"{name}: {e}")
+            continue
+        if video.shape[:3] != shape:
+            problems.append(f"{name}: decoded {video.shape[:3]} (T, H, W) but json says {shape}")
+        elif name in MODALITIES:
+            try:
+                MODALITIES[name].decode(video, dict(meta["encoding"].get(name, {})))
+            except (ValueError, KeyError) as e:
+                problems.append(f"{name}: visual form does not decode: {e}")
+    for name in meta["gt"]:
+        try:
+            array = np.load(io.BytesIO(members[f"{name}.npy"]), allow_pickle=False)
+        except ValueError as e:
+            problems.append(f"{name}.npy: {e}")
+            continue
+        if name in _PIXEL_GT and array.shape[:3] != shape:
+            problems.append(f"{name}.npy: shape {array.shape} does not start with {shape}")
+        if name == "pose" and (array.ndim != 4 or array.shape[0] != shape[0] or array.shape[3] != 3):
+            problems.append(f"pose.npy: shape {array.shape} is not [T={shape[0]}, P, K, 3]")
+    return problems
+
+
+def check_dataset(root: str, progress: bool = True) -> CheckReport:
+    """Validate every sample of every shard under ``root`` against the schema."""
+    paths, listed = list_shards(root)
+    report = CheckReport(shards=len(paths))
+    for path in tqdm(paths, desc="check", unit="shard", disable=not progress):
+        shard = os.path.basename(path)
+        report.bytes += os.path.getsize(path)
+        count = 0
+        try:
+            for key, members in iter_samples(path):
+                count += 1
+                problems = check_sample(key, members)
+                report.bad += [(shard, key, why) for why in problems]
+                if not problems:
+                    meta = json.loads(members["json"])
+                    report.modalities.update(meta["modalities"])
+                    report.geometry[f"{meta['frames']}x{meta['height']}x{meta['width']}"] += 1
+                    report.splits[meta["split"]] += 1
+        except (tarfile.TarError, OSError, EOFError) as e:
+            report.bad.append((shard, "-", f"unreadable tar after {count} sample(s): {e}"))
+        report.samples += count
+        if shard not in listed:
+            report.bad.append((shard, "-", "shard is not listed in dataset.json"))
+        elif listed[shard] != count:
+            report.bad.append((shard, "-", f"dataset.json lists {listed[shard]} samples, the tar holds {count}"))
+    return report

@@ -1,0 +1,378 @@
+"""Training batches from webdataset shards (DESIGN §4): shard split, shuffling, decoding, random
+frame windows and crops, skipping of bad samples, and a resumable position.
+
+Every random choice is a function of ``(seed, epoch, rank, worker, raw position)`` and never of
+torch's per-worker seeds, so a loader restarted from :meth:`VideoLoader.state_dict` yields exactly
+the batches the saved one would have yielded next. A restart skips the raw samples each worker had
+already read before decoding anything, and it rotates the workers so that the DataLoader's
+round-robin (batch ``i`` from worker ``i % W``) begins with the worker whose batch was due.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import glob
+import itertools
+import json
+import logging
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset
+
+from data_pipeline.schema import validate_meta, video_member
+from data_pipeline.video_io import VideoDecodeError, decode_video
+
+log = logging.getLogger(__name__)
+
+# Resize filter per stream, which also names the streams a loader knows. Averaging suits smooth
+# signals (colour, depth, flow); discrete encodings (segment colours, skeleton lines, DensePose
+# part and surface codes) must keep their exact values, so they take the nearest pixel.
+INTERPOLATION = {
+    "rgb": cv2.INTER_AREA,
+    "depth": cv2.INTER_AREA,
+    "flow": cv2.INTER_AREA,
+    "seg": cv2.INTER_NEAREST,
+    "pose": cv2.INTER_NEAREST,
+    "densepose": cv2.INTER_NEAREST,
+}
+
+
+class BadSample(ValueError):
+    """A sample that cannot be used; the message names its key, its shard and the reason."""
+
+
+def find_shards(root: str | os.PathLike | Sequence[str]) -> list[str]:
+    """Shard paths listed by ``<root>/dataset.json`` (else the folder's ``*.tar``), or the paths given."""
+    if isinstance(root, (str, os.PathLike)):
+        root = os.fspath(root)
+        if not os.path.isdir(root):
+            shards = [root]
+        elif os.path.exists(listing := os.path.join(root, "dataset.json")):
+            with open(listing) as f:
+                shards = [os.path.join(root, shard["name"]) for shard in json.load(f)["shards"]]
+        else:
+            shards = sorted(glob.glob(os.path.join(root, "*.tar")))
+    else:
+        shards = [os.fspath(path) for path in root]
+    if not shards:
+        raise ValueError(f"no shards in {root!r}: give a folder with dataset.json or .tar files, or shard paths")
+    missing = [path for path in shards if not os.path.isfile(path)]
+    if missing:
+        raise ValueError(f"{len(missing)} shard file(s) not found, e.g. {missing[0]}")
+    return shards
+
+
+# ---------------------------------------------------------------------------------------------
+# One sample: check, decode, pick a window and a crop, resize, scale to [-1, 1].
+
+
+def _crop_box(height: int, width: int, size: tuple[int, int], crop_scale, rng) -> tuple[int, int, int, int]:
+    """A random ``(top, left, h, w)`` box holding a ``crop_scale`` fraction of the frame at the aspect of ``size``."""
+    aspect = size[1] / size[0]  # width / height
+    area = rng.uniform(*crop_scale) * height * width
+    h, w = math.sqrt(area / aspect), math.sqrt(area * aspect)
+    shrink = min(1.0, height / h, width / w)  # keep the box inside the frame
+    h, w = max(1, round(h * shrink)), max(1, round(w * shrink))
+    return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+
+
+def _resize(clip: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    """Resize every frame of ``[T, H, W, 3]`` to ``[T, size[0], size[1], 3]``."""
+    return np.stack([cv2.resize(frame, (size[1], size[0]), interpolation=interpolation) for frame in clip])
+
+
+def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: tuple[int, int] | None,
+                  crop_scale, rng: np.random.Generator) -> dict:
+    """Check a raw webdataset sample and turn its ``streams`` into float ``[3, T, H, W]`` in [-1, 1].
+
+    The same frame window and crop apply to every stream. Raises :class:`BadSample` on any problem.
+    """
+    key, url = raw["__key__"], raw["__url__"]
+
+    def bad(reason: str) -> BadSample:
+        return BadSample(f"sample {key!r} in {url}: {reason}")
+
+    dotted = [name for name in raw if name.endswith(".json")]
+    if dotted:  # "a.b.json" arrives as key "a" with member "b.json"
+        raise bad(f"key {key + '.' + dotted[0][: -len('.json')]!r} contains a dot, and webdataset splits "
+                  "member names at the first dot; rename the sample")
+    if "json" not in raw:
+        raise bad("no json member")
+    meta = json.loads(raw["json"])
+    problems = validate_meta(meta)
+    if problems:
+        raise bad("; ".join(problems))
+    if meta["key"] != key:
+        raise bad(f"its json names key {meta['key']!r}")
+    expected = (meta["frames"], meta["height"], meta["width"], 3)
+    videos = {}
+    for name in streams:
+        member = video_member(name, meta["ext"])
+        if member not in raw:
+            raise bad(f"modality {name!r} is missing (no {member} member)")
+        try:
+            videos[name] = decode_video(raw[member])  # [T, H, W, 3]
+        except VideoDecodeError as e:
+            raise bad(f"{member} does not decode ({e})") from None
+        if videos[name].shape != expected:
+            raise bad(f"{name} has (frames, height, width) {videos[name].shape[:3]} but the json says {expected[:3]}")
+
+    total, height, width = expected[:3]
+    frames = frames or total
+    if frames > total:
+        raise bad(f"{total} frames, fewer than the {frames} requested")
+    start = int(rng.integers(0, total - frames + 1))
+    top, left, h, w = _crop_box(height, width, size, crop_scale, rng) if size else (0, 0, height, width)
+    sample = {"meta": meta}
+    for name, video in videos.items():
+        clip = video[start : start + frames, top : top + h, left : left + w]  # [T, h, w, 3]
+        if size:
+            clip = _resize(clip, size, INTERPOLATION[name])
+        sample[name] = torch.from_numpy(clip).permute(3, 0, 1, 2).float() / 127.5 - 1  # [3, T, H, W]
+    return sample
+
+
+def collate(samples: list[dict], streams: Sequence[str], worker: int, counter: "SkipCounter") -> dict:
+    """Stack decoded samples into a batch; ``_position`` tells the loader how far ``worker`` has read.
+
+    ``skipped`` adds to the samples' own counts what ``counter`` met since the last one was decoded,
+    which is only non-zero for a worker's last batch, when bad samples end its share.
+    """
+    batch = {name: torch.stack([s[name] for s in samples]) for name in streams}  # [B, 3, T, H, W]
+    batch["caption"] = [s["meta"]["caption"] for s in samples]
+    batch["prompts"] = {name: [s["meta"]["prompts"][name] for s in samples] for name in streams if name != "rgb"}
+    batch["meta"] = [s["meta"] for s in samples]
+    batch["key"] = [s["meta"]["key"] for s in samples]
+    batch["skipped"] = sum(s["skipped"] for s in samples) + counter.take()
+    batch["_position"] = (worker, samples[-1]["position"])
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline stages of one worker.
+
+
+def _seed(*parts: int) -> int:
+    """A seed mixing ``parts``, the same in every process (unlike Python's ``hash`` of strings)."""
+    return int(np.random.SeedSequence(parts).generate_state(1)[0])
+
+
+class SkipCounter:
+    """webdataset error handler: log the problem in one line, count it, and carry on."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, exn: Exception) -> bool:
+        reason = str(exn) if isinstance(exn, BadSample) else f"{type(exn).__name__}: " + ", ".join(map(str, exn.args))
+        log.warning("skipped %s", reason)
+        self.count += 1
+        return True
+
+    def take(self) -> int:
+        """The count since the last ``take``."""
+        count, self.count = self.count, 0
+        return count
+
+
+def _split_by_worker(shards: Iterator[dict], worker: int, workers: int) -> Iterator[dict]:
+    """``wds.split_by_worker`` for the rotated worker index a restarted loader uses."""
+    yield from itertools.islice(shards, worker, None, workers)
+
+
+def _number_from(raws: Iterator[dict], start: int, counter: SkipCounter) -> Iterator[dict]:
+    """Number raw samples 1, 2, ... and drop the first ``start`` undecoded: a restart read them before."""
+    numbered = enumerate(raws, 1)
+    collections.deque(itertools.islice(numbered, start), maxlen=0)
+    counter.take()  # problems met before the restart point were counted by the run that saved it
+    for position, raw in numbered:
+        raw["__position__"] = position
+        yield raw
+
+
+def worker_quota(epoch_samples: int, batch_size: int, workers: int, worker: int) -> int:
+    """Samples ``worker`` gives an epoch: batch ``j`` comes from worker ``j % workers``, only the last is partial."""
+    batches = -(-epoch_samples // batch_size)
+    return sum(min(batch_size, epoch_samples - j * batch_size) for j in range(worker, batches, workers))
+
+
+@dataclass
+class Position:
+    """How far an epoch has gone: per worker, the raw samples read and the samples delivered in batches."""
+
+    epoch: int
+    next_worker: int  # the worker whose batch comes next
+    read: list[int]
+    delivered: list[int]
+
+    @classmethod
+    def start_of(cls, epoch: int, workers: int) -> "Position":
+        return cls(epoch, 0, [0] * workers, [0] * workers)
+
+
+@dataclass
+class ShardDataset(IterableDataset):
+    """One epoch of batches for this rank and DataLoader worker, from ``start`` on (see :func:`make_loader`)."""
+
+    shards: list[str]
+    streams: list[str]
+    batch_size: int
+    frames: int | None
+    size: tuple[int, int] | None
+    crop_scale: tuple[float, float]
+    shuffle_buffer: int
+    shardshuffle: bool
+    resampled: bool
+    epoch_samples: int | None
+    workers: int
+    seed: int
+    start: Position = field(init=False)
+
+    def __post_init__(self):
+        self.start = Position.start_of(0, self.workers)
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        worker = (worker + self.start.next_worker) % self.workers  # DataLoader worker 0 plays the worker due next
+        epoch = self.start.epoch
+        counter = SkipCounter()
+        if self.resampled:
+            source = [wds.ResampledShards(self.shards, worker_seed=partial(_seed, self.seed, epoch, rank, worker),
+                                          deterministic=True)]
+        else:  # the same shuffled order on every rank and worker, then a disjoint share of it
+            order_seed = _seed(self.seed, epoch) if self.shardshuffle else None
+            source = [wds.SimpleShardList(self.shards, seed=order_seed), wds.split_by_node,
+                      partial(_split_by_worker, worker=worker, workers=self.workers)]
+        stages = source + [wds.tarfile_to_samples(handler=counter)]
+        if self.shuffle_buffer > 1:
+            rng = random.Random(_seed(self.seed, epoch, rank, worker))
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+        stages.append(partial(_number_from, start=self.start.read[worker], counter=counter))
+
+        def decode(raw: dict) -> dict:
+            rng = np.random.default_rng((self.seed, epoch, rank, worker, raw["__position__"]))
+            sample = decode_sample(raw, self.streams, self.frames, self.size, self.crop_scale, rng)
+            return {**sample, "position": raw["__position__"], "skipped": counter.take()}
+
+        samples = wds.DataPipeline(*stages, wds.map(decode, handler=counter))
+        if self.epoch_samples is not None:
+            quota = worker_quota(self.epoch_samples, self.batch_size, self.workers, worker)
+            if quota <= self.start.delivered[worker]:
+                return iter(())
+            samples = samples.with_epoch(quota - self.start.delivered[worker])
+        batch = partial(collate, streams=self.streams, worker=worker, counter=counter)
+        return iter(wds.DataPipeline(samples, wds.batched(self.batch_size, collation_fn=batch, partial=True)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loader.
+
+
+class VideoLoader:
+    """Iterates batches one epoch per ``iter`` and keeps its :class:`Position` as batches are taken.
+
+    A new ``iter`` continues from the current position (a run that stopped mid-epoch goes on where it
+    stopped); an epoch that runs to its end moves the position to the start of the next one.
+    """
+
+    def __init__(self, dataset: ShardDataset, num_workers: int, pin_memory: bool = False):
+        self.dataset, self.num_workers, self.pin_memory = dataset, num_workers, pin_memory
+        self.position = Position.start_of(0, dataset.workers)
+
+    def __iter__(self) -> Iterator[dict]:
+        self.dataset.start = copy.deepcopy(self.position)  # workers fork with it at DataLoader iteration
+        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        for batch in loader:
+            worker, read = batch.pop("_position")
+            self.position.read[worker] = read
+            self.position.delivered[worker] += len(batch["key"])
+            self.position.next_worker = (worker + 1) % self.dataset.workers
+            yield batch
+        self.position = Position.start_of(self.position.epoch + 1, self.dataset.workers)
+
+    def state_dict(self) -> dict:
+        """The position after the batches taken so far, as plain ints (this rank's only)."""
+        return {**asdict(self.position), "workers": self.dataset.workers, "seed": self.dataset.seed,
+                "batch_size": self.dataset.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved position; the loader must have the same workers, seed and batch size."""
+        for name in ("workers", "seed", "batch_size"):
+            if state[name] != getattr(self.dataset, name):
+                raise ValueError(f"the saved loader position is for {name}={state[name]} but this loader has "
+                                 f"{name}={getattr(self.dataset, name)}, so it cannot continue from it")
+        self.position = Position(state["epoch"], state["next_worker"], list(state["read"]), list(state["delivered"]))
+
+
+def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[str], batch_size: int, *,
+                frames: int | None = None, size: int | tuple[int, int] | None = None,
+                crop_scale: tuple[float, float] = (0.8, 1.0), shuffle_buffer: int = 64,
+                shardshuffle: bool = True, resampled: bool = False, epoch_samples: int | None = None,
+                num_workers: int = 0, seed: int = 0, pin_memory: bool = False) -> VideoLoader:
+    """Batches of clips for training, as dicts::
+
+        rgb, <mod>   float32 [B, 3, T, H, W] in [-1, 1], one per stream
+        caption      list[str];  prompts: {mod: list[str]};  meta: list[dict] (each sample's json)
+        key          list[str]
+        skipped      int: samples (and unreadable shard parts) this worker skipped since its previous batch
+
+    root: a folder with ``dataset.json`` (else its ``*.tar`` files), or shard path(s).
+    modalities: auxiliary streams to load besides rgb (a name in ``INTERPOLATION``); a sample
+        lacking one is skipped.
+    batch_size: samples per batch. Each worker forms whole batches; its last batch of an epoch may
+        be partial.
+    frames: a random window of this many consecutive frames, the same for every stream of a sample;
+        None keeps all (clips must then share a length).
+    size: output ``(height, width)`` (an int for a square). Each sample takes a random crop holding a
+        ``crop_scale`` fraction of its area at that aspect, the same for every stream, and resizes it
+        (nearest pixel for seg, pose, densepose; area average for the rest). None keeps the full frame.
+    crop_scale: ``(low, high)`` range of the crop's area fraction, within (0, 1].
+    shuffle_buffer: raw samples held for shuffling in each worker; 0 or 1 keeps shard order.
+    shardshuffle: shuffle the shard order every epoch (the same order on every rank, before splitting).
+    resampled: draw shards with replacement, independently per rank and worker, instead of splitting
+        them (``split_by_node`` then ``split_by_worker``). Use it with ``epoch_samples`` when several
+        ranks train, so that every rank gets the same number of batches.
+    epoch_samples: with ``resampled``, samples per epoch on each rank, exactly:
+        ``ceil(epoch_samples / batch_size)`` batches, of which only the last may be partial. None with
+        ``resampled`` makes the epoch endless.
+    num_workers: DataLoader worker processes (0 loads in this process). Each worker reads its own
+        shards; the DataLoader takes batches from them in turn.
+    seed: non-negative; with the epoch, rank, worker and position it fixes every random choice.
+    pin_memory: pin batches in page-locked memory for faster copies to the GPU.
+
+    The epoch advances each time an iteration runs to its end. ``state_dict()`` / ``load_state_dict()``
+    save and restore the position of this rank, after which the loader yields exactly the batches the
+    saved one would have yielded next.
+    """
+    streams = list(dict.fromkeys(["rgb", *modalities]))
+    unknown = [name for name in streams if name not in INTERPOLATION]
+    if unknown:
+        raise ValueError(f"unknown modality {unknown[0]!r}; known: {', '.join(INTERPOLATION)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if frames is not None and frames < 1:
+        raise ValueError(f"frames must be at least 1 or None, got {frames}")
+    if isinstance(size, int):
+        size = (size, size)
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be a positive int or (height, width), got {size}")
+    if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
+    if epoch_samples is not None and (not resampled or epoch_samples < 1):
+        raise ValueError(f"epoch_samples needs resampled=True and a positive count, got {epoch_samples}")
+    if num_workers < 0 or seed < 0:
+        raise ValueError(f"num_workers and seed must be non-negative, got {num_workers} and {seed}")
+    size = None if size is None else tuple(size)
+    dataset = ShardDataset(find_shards(root), streams, batch_size, frames, size, tuple(crop_scale),
+                           shuffle_buffer, shardshuffle, resampled, epoch_samples, max(1, num_workers), seed)
+    return VideoLoader(dataset, num_workers, pin_memory)

@@ -1,0 +1,93 @@
+"""The shard sample format (DESIGN §4): member names, the sample json and its validation.
+
+One sample is a group of tar members sharing a key without dots::
+
+    <key>.json              metadata (see ``REQUIRED_FIELDS``)
+    <key>.<mod>.<ext>       visual form of each modality present (``rgb`` always)
+    <key>.<name>.npy        optional raw ground truth (``GT_NAMES``)
+"""
+
+from __future__ import annotations
+
+import re
+
+from data_pipeline.modalities import MODALITIES
+
+SCHEMA_VERSION = 1
+VIDEO_EXTS = ("mkv", "mp4")
+# Raw ground-truth arrays a sample may carry: the modalities' raw forms plus the flow occlusion mask.
+GT_NAMES = ("depth", "flow", "occlusion", "seg", "pose", "densepose")
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+# field -> (type, meaning)
+REQUIRED_FIELDS = {
+    "schema": (int, "schema version of this sample"),
+    "key": (str, "the sample key (no dots)"),
+    "caption": (str, "what the rgb clip shows"),
+    "fps": ((int, float), "frames per second of the clip"),
+    "frames": (int, "frames in every stream"),
+    "height": (int, "frame height in pixels"),
+    "width": (int, "frame width in pixels"),
+    "source": (str, "where the clip came from (synthetic, or the ingested file)"),
+    "split": (str, "train, val, test or zeroshot"),
+    "modalities": (list, "visual forms present, rgb first"),
+    "ext": (str, "container of the visual forms: mkv (lossless FFV1) or mp4"),
+    "prompts": (dict, "modality -> modality prompt for each auxiliary stream"),
+    "encoding": (dict, "modality -> parameters that decode its visual form"),
+    "gt": (list, "raw ground-truth arrays stored as <key>.<name>.npy"),
+}
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a webdataset sample, or None if it can."""
+    if _KEY_PATTERN.match(key):
+        return None
+    return (f"sample key {key!r} must use only letters, digits, '_' and '-' "
+            "(webdataset splits member names at the first dot)")
+
+
+def video_member(modality: str, ext: str) -> str:
+    return f"{modality}.{ext}"
+
+
+def gt_member(name: str) -> str:
+    return f"{name}.npy"
+
+
+def validate_meta(meta: dict) -> list[str]:
+    """Problems with a sample's json, as readable sentences (empty when valid)."""
+    problems = []
+    for field, (kind, meaning) in REQUIRED_FIELDS.items():
+        if field not in meta:
+            problems.append(f"json lacks '{field}' ({meaning})")
+        elif not isinstance(meta[field], kind):
+            problems.append(f"json '{field}' should be {kind}, got {type(meta[field]).__name__}")
+    if problems:
+        return problems
+    if meta["schema"] != SCHEMA_VERSION:
+        problems.append(f"schema version {meta['schema']} but this reader knows {SCHEMA_VERSION}")
+    if meta["ext"] not in VIDEO_EXTS:
+        problems.append(f"ext {meta['ext']!r} is not one of {VIDEO_EXTS}")
+    if key_problem(meta["key"]):
+        problems.append(key_problem(meta["key"]))
+    if not meta["modalities"] or meta["modalities"][0] != "rgb":
+        problems.append("modalities must list rgb first")
+    unknown = [name for name in meta["modalities"] if name not in MODALITIES]
+    if unknown:
+        problems.append(f"unknown modalities {unknown}; known: {', '.join(MODALITIES)}")
+    for name in meta["modalities"][1:]:
+        if name not in meta["prompts"]:
+            problems.append(f"no prompt for modality {name!r}")
+    for name in meta["gt"]:
+        if name not in GT_NAMES:
+            problems.append(f"unknown ground-truth array {name!r}; known: {', '.join(GT_NAMES)}")
+    for dim in ("frames", "height", "width"):
+        if meta[dim] <= 0:
+            problems.append(f"'{dim}' must be positive, got {meta[dim]}")
+    return problems
+
+
+def expected_members(meta: dict) -> list[str]:
+    """Member suffixes (after ``<key>.``) that a valid sample with this json must have."""
+    names = ["json"] + [video_member(m, meta["ext"]) for m in meta["modalities"]]
+    return names + [gt_member(n) for n in meta["gt"]]
