@@ -14,13 +14,10 @@ for _var in _THREAD_VARS:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_pipeline.synthetic import render_clip  # noqa: E402
 
 
@@ -31,7 +28,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--split", default="train")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
 
     for seed in range(args.warmup):
@@ -56,7 +53,8 @@ def main(argv=None) -> dict:
     print(" ".join(f"{result[c]:>11}" for c in columns))
     print(json.dumps(result))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
     return result
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from data_pipeline.synthetic import SPLITS
+
 
 def _size(text: str) -> int | tuple[int, int]:
     """``64`` -> 64 (square); ``48x64`` -> (48, 64) as (height, width)."""
@@ -27,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=int, default=16, help="frames per clip")
     synth.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
     synth.add_argument("--seed", type=int, default=0, help="base seed; the same seed gives the same set")
-    synth.add_argument("--split", default="train", choices=("train", "val", "test", "zeroshot"),
+    synth.add_argument("--split", default="train", choices=SPLITS,
                        help="zeroshot holds out a combination never rendered in the other splits")
     synth.add_argument("--with-gt", action="store_true", help="also store raw ground truth as .npy members")
     synth.add_argument("--shard-size", type=int, default=64, help="samples per shard")
@@ -35,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="decode and validate every sample of a shard folder")
     check.add_argument("root", help="folder holding dataset.json and the shards")
+
+    preview = commands.add_parser("preview", help="a PNG contact sheet: every stream of the first samples")
+    preview.add_argument("root", help="folder holding dataset.json and the shards")
+    preview.add_argument("--out", required=True, help="image to write (.png)")
+    preview.add_argument("--samples", type=int, default=4, help="samples shown, two frames each")
 
     ingest = commands.add_parser("ingest", help="cut real videos into clips with optical flow (and estimators)")
     ingest.add_argument("--videos", required=True, help="folder searched recursively for video files")
@@ -70,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             report = check_dataset(args.root)
             print(report.summary())
             return 0 if report.ok else 1
+        elif args.command == "preview":
+            from data_pipeline.preview import write_contact_sheet
+
+            write_contact_sheet(args.root, args.out, args.samples)
+            print(f"wrote {args.out}")
         elif args.command == "ingest":
             from data_pipeline.ingest import ingest
 

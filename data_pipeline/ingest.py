@@ -13,7 +13,6 @@ A clip's caption is the text of a sidecar file next to its video, ``<name>.<ext>
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -182,8 +181,7 @@ def ingest(
             finally:
                 capture.release()
         writer.info["videos"] = summary
-    with open(os.path.join(out, "dataset.json")) as f:
-        return json.load(f)
+    return writer.dataset
 
 
 def _source_fps(capture: cv2.VideoCapture, path: str, fps: float) -> float | None:

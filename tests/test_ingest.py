@@ -259,14 +259,18 @@ def save_tiny_pose(path) -> None:
     transformers.VitPoseImageProcessor(size={"height": 32, "width": 24}).save_pretrained(path / "vitpose")
 
 
-def test_depth_estimator_adds_a_relative_depth_stream(tmp_path):
-    save_tiny_dpt(tmp_path / "dpt")
+def ingest_one_clip(tmp_path, **estimators):
+    """Ingest one 12-frame video as a single 4-frame clip with the given estimator folders."""
     write_video(tmp_path / "videos" / "a.mp4", 12)
     out = tmp_path / "out"
-    ingest(str(tmp_path / "videos"), str(out), fps=8, size=32, frames=4, ext="mkv", depth=str(tmp_path / "dpt"),
-           progress=False)
+    ingest(str(tmp_path / "videos"), str(out), fps=8, size=32, frames=4, ext="mkv", progress=False, **estimators)
     (sample,) = read_samples(out).values()
-    meta = sample["json"]
+    return sample, sample["json"]
+
+
+def test_depth_estimator_adds_a_relative_depth_stream(tmp_path):
+    save_tiny_dpt(tmp_path / "dpt")
+    sample, meta = ingest_one_clip(tmp_path, depth=str(tmp_path / "dpt"))
     assert validate_meta(meta) == [] and meta["modalities"] == ["rgb", "depth", "flow"]
     assert meta["encoding"]["depth"]["relative"] is True and meta["encoding"]["depth"]["model"] == "dpt"
     depth = get("depth").decode(decode_video(sample["depth.mkv"]), meta["encoding"]["depth"])
@@ -276,12 +280,7 @@ def test_depth_estimator_adds_a_relative_depth_stream(tmp_path):
 @pytest.mark.parametrize("save, kind", [(save_tiny_segformer, "semantic"), (save_tiny_mask2former, "panoptic")])
 def test_seg_estimator_adds_a_seg_stream(tmp_path, save, kind):
     save(tmp_path / "seg")
-    write_video(tmp_path / "videos" / "a.mp4", 12)
-    out = tmp_path / "out"
-    ingest(str(tmp_path / "videos"), str(out), fps=8, size=32, frames=4, ext="mkv", seg=str(tmp_path / "seg"),
-           progress=False)
-    (sample,) = read_samples(out).values()
-    meta = sample["json"]
+    sample, meta = ingest_one_clip(tmp_path, seg=str(tmp_path / "seg"))
     assert validate_meta(meta) == [] and meta["modalities"] == ["rgb", "flow", "seg"]
     assert meta["encoding"]["seg"]["kind"] == kind
     ids = get("seg").decode(decode_video(sample["seg.mkv"]), meta["encoding"]["seg"])
@@ -300,12 +299,7 @@ def test_a_model_of_the_wrong_kind_is_a_clear_error(tmp_path):
 
 def test_pose_estimator_adds_a_pose_stream(tmp_path):
     save_tiny_pose(tmp_path / "pose")
-    write_video(tmp_path / "videos" / "a.mp4", 12)
-    out = tmp_path / "out"
-    ingest(str(tmp_path / "videos"), str(out), fps=8, size=32, frames=4, ext="mkv", pose=str(tmp_path / "pose"),
-           progress=False)
-    (sample,) = read_samples(out).values()
-    meta = sample["json"]
+    sample, meta = ingest_one_clip(tmp_path, pose=str(tmp_path / "pose"))
     assert validate_meta(meta) == [] and meta["modalities"] == ["rgb", "flow", "pose"]
     assert 1 <= meta["encoding"]["pose"]["persons"] <= 4  # every query is a confident person
     assert decode_video(sample["pose.mkv"]).shape == (4, 32, 32, 3)

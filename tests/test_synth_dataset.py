@@ -132,3 +132,12 @@ def test_synth_refuses_bad_arguments(tmp_path):
     assert result.returncode == 2 and "need clips >= 1" in result.stderr
     result = _cli("check", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "no dataset.json" in result.stderr
+
+
+def test_preview_writes_a_contact_sheet(synth_dir, tmp_path):
+    out = tmp_path / "sheet.png"
+    result = _cli("preview", str(synth_dir), "--out", str(out), "--samples", "2")
+    assert result.returncode == 0, result.stderr
+    sheet = cv2.imread(str(out))
+    assert sheet.shape[1] == 2 * SIZE * len(MODALITIES)  # streams side by side at scale 2
+    assert sheet.shape[0] > 2 * 2 * 2 * SIZE  # 2 samples x 2 frames, plus the label row

@@ -11,11 +11,10 @@ from tqdm import tqdm
 
 from data_pipeline.modalities import MODALITIES
 from data_pipeline.schema import SCHEMA_VERSION, gt_member, video_member
-from data_pipeline.synthetic import SyntheticClip, render_clip
+from data_pipeline.synthetic import SPLITS, SyntheticClip, render_clip
 from data_pipeline.video_io import encode_video
 from data_pipeline.writer import ShardWriter, npy_bytes
 
-SPLITS = ("train", "val", "test", "zeroshot")
 EXT = "mkv"
 
 
