@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     print(
-        f"config {args.config} is valid (run '{config.run.name}', model '{config.model.size}', "
+        f"config {args.config} is valid (run '{config.run.name}', model {config.model.hidden}x{config.model.depth}, "
         f"engine '{config.train.engine}'), but training cannot start: this version has no trainer.\n"
         "Missing: the model (models/), the task router and flow-matching objective (unity/tasks.py, "
         "unity/flow_matching.py), the trainer, engines and checkpoints (unity/trainer.py, unity/engine.py, "

@@ -64,12 +64,21 @@ def test_shipped_configs_load():
     load("configs/tiny.yaml")
 
 
-def test_every_schema_field_documents_itself():
-    """Each knob carries a one-line meaning as a trailing comment in unity/config.py."""
-    import inspect
-    import unity.config as module
+def test_model_section_is_validated():
+    with pytest.raises(ConfigError, match="'model.switcher' is 'film'; choose one of adaln, token, none"):
+        load(None, ["model.switcher=film"])
+    with pytest.raises(ConfigError, match="'model.hidden' \\(130\\) must be a multiple of 'model.heads' \\(4\\)"):
+        load(None, ["model.hidden=130"])
 
-    source = inspect.getsource(module)
+
+def test_every_schema_field_documents_itself():
+    """Each knob carries a one-line meaning as a trailing comment where its dataclass is defined."""
+    import inspect
+
+    import models.config
+    import unity.config
+
+    source = inspect.getsource(unity.config) + inspect.getsource(models.config)
     for key in all_keys(Config):
         leaf = key.split(".")[-1]
         lines = [l for l in source.splitlines() if l.strip().startswith(f"{leaf}:")]

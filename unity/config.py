@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from data_pipeline.modalities import NAMES as MODALITY_NAMES
+from models.config import ModelConfig
 
 
 @dataclass
@@ -47,18 +48,6 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    size: str = "tiny"  # named size: tiny, small, base, large
-    switcher: str = "adaln"  # modality switcher: adaln (paper), token (released code), none
-    in_context: str = "dual"  # cross-attention context: dual, caption_only, none
-    timesteps: str = "per_stream"  # flow-matching times: per_stream or shared
-    layout: str = "shared"  # RoPE layout of the streams: shared, width, time
-    attention: str = "auto"  # attention backend: auto, flash, sdpa, math
-    codec: str = "pixel"  # video codec: pixel or diffusers
-    text_encoder: str = "builtin"  # text encoder: builtin, hf, precomputed
-
-
-@dataclass
 class TrainConfig:
     engine: str = "plain"  # plain (one process) or deepspeed
     zero_stage: int = 0  # DeepSpeed ZeRO stage 0-3
@@ -80,21 +69,13 @@ class EvalConfig:
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # the network, codec and text encoder (models/config.py)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-# Keys whose value must be one of a fixed set.
+# Keys whose value must be one of a fixed set (the model section checks its own: ModelConfig.validate).
 CHOICES = {
-    "model.size": ("tiny", "small", "base", "large"),
-    "model.switcher": ("adaln", "token", "none"),
-    "model.in_context": ("dual", "caption_only", "none"),
-    "model.timesteps": ("per_stream", "shared"),
-    "model.layout": ("shared", "width", "time"),
-    "model.attention": ("auto", "flash", "sdpa", "math"),
-    "model.codec": ("pixel", "diffusers"),
-    "model.text_encoder": ("builtin", "hf", "precomputed"),
     "train.engine": ("plain", "deepspeed"),
     "train.zero_stage": (0, 1, 2, 3),
     "eval.split": ("train", "val", "test", "zeroshot"),
@@ -165,6 +146,10 @@ def _check_choices(config: DictConfig) -> None:
         value = OmegaConf.select(config, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' is {value!r}; choose one of {', '.join(map(str, allowed))}")
+    try:
+        OmegaConf.to_object(config.model).validate()
+    except ValueError as e:
+        raise ConfigError(f"config key {e}") from None
     for name in config.data.modalities:
         if name not in MODALITY_NAMES[1:]:
             raise ConfigError(

@@ -1,0 +1,61 @@
+"""The model's typed configuration: the network, its codec and its text encoder.
+
+This dataclass is the ``model`` section of the run config (``unity/config.py``); the named sizes
+live in ``configs/model/<size>.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Field -> allowed values, for the fields that take one of a fixed set.
+CHOICES = {
+    "switcher": ("adaln", "token", "none"),
+    "in_context": ("dual", "caption_only", "none"),
+    "timesteps": ("per_stream", "shared"),
+    "layout": ("shared", "width", "time"),
+    "attention": ("auto", "flash", "sdpa", "math"),
+    "codec": ("pixel", "diffusers"),
+    "text_encoder": ("builtin", "hf", "precomputed"),
+}
+
+
+@dataclass
+class ModelConfig:
+    # network
+    hidden: int = 128  # transformer width D
+    depth: int = 6  # transformer blocks
+    heads: int = 4  # attention heads; hidden / heads is the head dimension
+    mlp_ratio: float = 4.0  # MLP hidden width / D
+    patch: list[int] = field(default_factory=lambda: [4, 8, 8])  # 3D patch (pt, ph, pw) in codec space
+    num_modalities: int = 6  # rows of the modality embedding (the data registry's modalities)
+    switcher: str = "adaln"  # modality switcher: adaln (paper), token (released code), none
+    in_context: str = "dual"  # cross-attention context: dual (caption for rgb, prompt for others), caption_only, none
+    timesteps: str = "per_stream"  # modulation from each stream's own t, or one t shared by the sample's streams
+    layout: str = "shared"  # RoPE offsets of the streams: shared grid, side by side in width, or in time
+    attention: str = "auto"  # attention backend: auto, flash, sdpa, math
+    qk_norm: bool = True  # RMS-normalise queries and keys before attention
+    rope_theta: float = 10000.0  # RoPE base frequency
+    grad_checkpointing: bool = False  # recompute block activations in the backward pass to save memory
+    # codec
+    codec: str = "pixel"  # pixel (uint8 -> [-1, 1]) or diffusers (a local video VAE)
+    codec_path: str = ""  # local diffusers VAE folder, for codec=diffusers
+    # text encoder
+    text_encoder: str = "builtin"  # builtin (byte-level, trainable), hf (local transformers T5/UMT5), precomputed
+    text_path: str = ""  # local transformers encoder folder, for text_encoder=hf
+    text_dim: int = 128  # width of the text embeddings (builtin and precomputed; hf takes its model's)
+    text_layers: int = 2  # transformer layers of the builtin text encoder
+    text_max_tokens: int = 64  # tokens kept per caption or prompt
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"'model.{name}' is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        if self.hidden % self.heads:
+            raise ValueError(f"'model.hidden' ({self.hidden}) must be a multiple of 'model.heads' ({self.heads})")
+        if len(self.patch) != 3 or min(self.patch) < 1:
+            raise ValueError(f"'model.patch' must be three positive ints (pt, ph, pw), got {list(self.patch)}")
+        for name in ("hidden", "depth", "heads", "num_modalities", "text_dim", "text_layers", "text_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'model.{name}' must be positive, got {getattr(self, name)}")
