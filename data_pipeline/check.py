@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_pipeline.modalities import MODALITIES
-from data_pipeline.schema import expected_members, validate_meta
+from data_pipeline.schema import TEXT_MEMBER, expected_members, latent_member, validate_meta
 from data_pipeline.video_io import decode_video
 
 # Raw ground truth arrays whose leading dimensions are [T, H, W].
@@ -128,6 +129,50 @@ def check_sample(key: str, members: dict[str, bytes]) -> list[str]:
             problems.append(f"{name}.npy: shape {array.shape} does not start with {shape}")
         if name == "pose" and (array.ndim != 4 or array.shape[0] != shape[0] or array.shape[3] != 3):
             problems.append(f"pose.npy: shape {array.shape} is not [T={shape[0]}, P, K, 3]")
+    if "precomputed" in meta:
+        problems += check_precomputed(meta, members)
+    return problems
+
+
+def safetensors_header(data: bytes) -> dict:
+    """The tensor table of a ``.safetensors`` file, ``{name: {"dtype", "shape", "data_offsets"}}``."""
+    if len(data) < 8:
+        raise ValueError("too short for a safetensors header")
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    header.pop("__metadata__", None)
+    end = max((info["data_offsets"][1] for info in header.values()), default=0)
+    if 8 + size + end > len(data):
+        raise ValueError(f"header promises {end} bytes of tensor data, the file holds {len(data) - 8 - size}")
+    return header
+
+
+def check_precomputed(meta: dict, members: dict[str, bytes]) -> list[str]:
+    """Problems with the latents and text embeddings that a precomputed sample's json announces."""
+    shape, dim = meta["precomputed"].get("latent_shape"), meta["precomputed"].get("text_dim")
+    texts = ["caption"] + [f"prompt.{name}" for name in meta["modalities"][1:]]
+    masks = ["caption_mask"] + [f"prompt_mask.{name}" for name in meta["modalities"][1:]]
+    # member -> tensor -> shape, where "L" is a text's token count, the same for its mask
+    wanted = {latent_member(name): {"latent": shape} for name in meta["modalities"]}
+    wanted[TEXT_MEMBER] = {**{t: ["L", dim] for t in texts}, **{m: ["L"] for m in masks}}
+    problems = []
+    for member, tensors in wanted.items():
+        if member not in members:
+            problems.append(f"missing member {member}")
+            continue
+        try:
+            header = safetensors_header(members[member])
+        except ValueError as e:
+            problems.append(f"{member}: {e}")
+            continue
+        for name, want in tensors.items():
+            got = header.get(name, {}).get("shape")
+            if got is None or len(got) != len(want) or any(w != "L" and g != w for g, w in zip(got, want)):
+                problems.append(f"{member}: tensor {name!r} has shape {got}, expected {want}")
+        if member == TEXT_MEMBER:
+            lengths = {t: (header.get(t, {}).get("shape") or [0])[0] for t in texts + masks}
+            problems += [f"{member}: {t!r} and {m!r} differ in length" for t, m in zip(texts, masks)
+                         if lengths[t] != lengths[m]]
     return problems
 
 

@@ -1,5 +1,6 @@
 """Training batches from webdataset shards (DESIGN §4): shard split, shuffling, decoding, random
-frame windows and crops, skipping of bad samples, and a resumable position.
+frame windows and crops (or precomputed latents and text embeddings), skipping of bad samples, and
+a resumable position.
 
 Every random choice is a function of ``(seed, epoch, rank, worker, raw position)`` and never of
 torch's per-worker seeds, so a loader restarted from :meth:`VideoLoader.state_dict` yields exactly
@@ -29,6 +30,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
+from data_pipeline.precomputed import collate_precomputed, read_precomputed
 from data_pipeline.schema import validate_meta, video_member
 from data_pipeline.video_io import VideoDecodeError, decode_video
 
@@ -91,17 +93,14 @@ def _resize(clip: np.ndarray, size: tuple[int, int], interpolation: int) -> np.n
     return np.stack([cv2.resize(frame, (size[1], size[0]), interpolation=interpolation) for frame in clip])
 
 
-def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: tuple[int, int] | None,
-                  crop_scale, rng: np.random.Generator) -> dict:
-    """Check a raw webdataset sample and turn its ``streams`` into float ``[3, T, H, W]`` in [-1, 1].
+def _bad(raw: dict, reason: str) -> BadSample:
+    return BadSample(f"sample {raw['__key__']!r} in {raw['__url__']}: {reason}")
 
-    The same frame window and crop apply to every stream. Raises :class:`BadSample` on any problem.
-    """
-    key, url = raw["__key__"], raw["__url__"]
 
-    def bad(reason: str) -> BadSample:
-        return BadSample(f"sample {key!r} in {url}: {reason}")
-
+def read_meta(raw: dict) -> dict:
+    """The checked json of a raw webdataset sample; raises :class:`BadSample` on any problem."""
+    key = raw["__key__"]
+    bad = partial(_bad, raw)
     dotted = [name for name in raw if name.endswith(".json")]
     if dotted:  # "a.b.json" arrives as key "a" with member "b.json"
         raise bad(f"key {key + '.' + dotted[0][: -len('.json')]!r} contains a dot, and webdataset splits "
@@ -114,6 +113,17 @@ def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: t
         raise bad("; ".join(problems))
     if meta["key"] != key:
         raise bad(f"its json names key {meta['key']!r}")
+    return meta
+
+
+def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: tuple[int, int] | None,
+                  crop_scale, rng: np.random.Generator) -> dict:
+    """Check a raw webdataset sample and turn its ``streams`` into float ``[3, T, H, W]`` in [-1, 1].
+
+    The same frame window and crop apply to every stream. Raises :class:`BadSample` on any problem.
+    """
+    bad = partial(_bad, raw)
+    meta = read_meta(raw)
     expected = (meta["frames"], meta["height"], meta["width"], 3)
     videos = {}
     for name in streams:
@@ -142,13 +152,25 @@ def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: t
     return sample
 
 
+def load_precomputed(raw: dict, streams: Sequence[str]) -> dict:
+    """Check a raw sample and read its precomputed latents and text embeddings; raises :class:`BadSample`."""
+    meta = read_meta(raw)
+    try:
+        return {"meta": meta, **read_precomputed(raw, meta, streams)}
+    except ValueError as e:
+        raise _bad(raw, str(e)) from None
+
+
 def collate(samples: list[dict], streams: Sequence[str], worker: int, counter: "SkipCounter") -> dict:
-    """Stack decoded samples into a batch; ``_position`` tells the loader how far ``worker`` has read.
+    """Stack decoded (or precomputed) samples into a batch; ``_position`` tells how far ``worker`` has read.
 
     ``skipped`` adds to the samples' own counts what ``counter`` met since the last one was decoded,
     which is only non-zero for a worker's last batch, when bad samples end its share.
     """
-    batch = {name: torch.stack([s[name] for s in samples]) for name in streams}  # [B, 3, T, H, W]
+    if "latent" in samples[0]:
+        batch = collate_precomputed(samples, streams)
+    else:
+        batch = {name: torch.stack([s[name] for s in samples]) for name in streams}  # [B, 3, T, H, W]
     batch["caption"] = [s["meta"]["caption"] for s in samples]
     batch["prompts"] = {name: [s["meta"]["prompts"][name] for s in samples] for name in streams if name != "rgb"}
     batch["meta"] = [s["meta"] for s in samples]
@@ -236,6 +258,7 @@ class ShardDataset(IterableDataset):
     epoch_samples: int | None
     workers: int
     seed: int
+    precomputed: bool
     start: Position = field(init=False)
 
     def __post_init__(self):
@@ -260,8 +283,11 @@ class ShardDataset(IterableDataset):
         stages.append(partial(_number_from, start=self.start.read[worker], counter=counter))
 
         def decode(raw: dict) -> dict:
-            rng = np.random.default_rng((self.seed, epoch, rank, worker, raw["__position__"]))
-            sample = decode_sample(raw, self.streams, self.frames, self.size, self.crop_scale, rng)
+            if self.precomputed:
+                sample = load_precomputed(raw, self.streams)
+            else:
+                rng = np.random.default_rng((self.seed, epoch, rank, worker, raw["__position__"]))
+                sample = decode_sample(raw, self.streams, self.frames, self.size, self.crop_scale, rng)
             return {**sample, "position": raw["__position__"], "skipped": counter.take()}
 
         samples = wds.DataPipeline(*stages, wds.map(decode, handler=counter))
@@ -318,13 +344,21 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
                 frames: int | None = None, size: int | tuple[int, int] | None = None,
                 crop_scale: tuple[float, float] = (0.8, 1.0), shuffle_buffer: int = 64,
                 shardshuffle: bool = True, resampled: bool = False, epoch_samples: int | None = None,
-                num_workers: int = 0, seed: int = 0, pin_memory: bool = False) -> VideoLoader:
+                num_workers: int = 0, seed: int = 0, pin_memory: bool = False,
+                precomputed: bool = False) -> VideoLoader:
     """Batches of clips for training, as dicts::
 
         rgb, <mod>   float32 [B, 3, T, H, W] in [-1, 1], one per stream
         caption      list[str];  prompts: {mod: list[str]};  meta: list[dict] (each sample's json)
         key          list[str]
         skipped      int: samples (and unreadable shard parts) this worker skipped since its previous batch
+
+    or, with ``precomputed``, instead of ``rgb`` and ``<mod>``::
+
+        latent       {stream: float32 [B, C, T', H', W']}, the codec's latents of the whole stored clip
+        text         {"caption": float32 [B, L, D], "caption_mask": bool [B, L] (True on real tokens),
+                      "prompt": {mod: [B, L, D]}, "prompt_mask": {mod: [B, L]}}, zero / False padded
+                      to the longest text of the batch
 
     root: a folder with ``dataset.json`` (else its ``*.tar`` files), or shard path(s).
     modalities: auxiliary streams to load besides rgb (a name in ``INTERPOLATION``); a sample
@@ -349,6 +383,10 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
         shards; the DataLoader takes batches from them in turn.
     seed: non-negative; with the epoch, rank, worker and position it fixes every random choice.
     pin_memory: pin batches in page-locked memory for faster copies to the GPU.
+    precomputed: read the ``latent.<mod>.safetensors`` and ``text.safetensors`` members written by
+        ``python -m unity.precompute`` instead of decoding videos; a sample lacking them is skipped.
+        Latents are of the whole stored clip, so ``frames`` and ``size`` must be None (no window, no
+        crop), and samples must share their latent shape.
 
     The epoch advances each time an iteration runs to its end. ``state_dict()`` / ``load_state_dict()``
     save and restore the position of this rank, after which the loader yields exactly the batches the
@@ -370,9 +408,13 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
         raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale}")
     if epoch_samples is not None and (not resampled or epoch_samples < 1):
         raise ValueError(f"epoch_samples needs resampled=True and a positive count, got {epoch_samples}")
+    if precomputed and (frames is not None or size is not None):
+        raise ValueError("frames and size do not apply to precomputed latents, which cover the whole stored clip; "
+                         "leave them None (precompute at the wanted size instead)")
     if num_workers < 0 or seed < 0:
         raise ValueError(f"num_workers and seed must be non-negative, got {num_workers} and {seed}")
     size = None if size is None else tuple(size)
     dataset = ShardDataset(find_shards(root), streams, batch_size, frames, size, tuple(crop_scale),
-                           shuffle_buffer, shardshuffle, resampled, epoch_samples, max(1, num_workers), seed)
+                           shuffle_buffer, shardshuffle, resampled, epoch_samples, max(1, num_workers), seed,
+                           precomputed)
     return VideoLoader(dataset, num_workers, pin_memory)

@@ -5,6 +5,12 @@ One sample is a group of tar members sharing a key without dots::
     <key>.json              metadata (see ``REQUIRED_FIELDS``)
     <key>.<mod>.<ext>       visual form of each modality present (``rgb`` always)
     <key>.<name>.npy        optional raw ground truth (``GT_NAMES``)
+
+and, in sets written by ``python -m unity.precompute`` (whose json then has a ``precomputed`` entry)::
+
+    <key>.latent.<mod>.safetensors   tensor ``latent`` [C, T', H', W']: the codec's latents of each stream
+    <key>.text.safetensors           tensors ``caption`` [L, D], ``caption_mask`` [L], and per auxiliary
+                                     modality ``prompt.<mod>`` [L, D], ``prompt_mask.<mod>`` [L]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ SCHEMA_VERSION = 1
 VIDEO_EXTS = ("mkv", "mp4")
 # Raw ground-truth arrays a sample may carry: the modalities' raw forms plus the flow occlusion mask.
 GT_NAMES = ("depth", "flow", "occlusion", "seg", "pose", "densepose")
+TEXT_MEMBER = "text.safetensors"  # precomputed text embeddings of a sample
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 # field -> (type, meaning)
@@ -52,6 +59,10 @@ def video_member(modality: str, ext: str) -> str:
 
 def gt_member(name: str) -> str:
     return f"{name}.npy"
+
+
+def latent_member(modality: str) -> str:
+    return f"latent.{modality}.safetensors"
 
 
 def validate_meta(meta: dict) -> list[str]:

@@ -40,6 +40,7 @@ class ModelConfig:
     # codec
     codec: str = "pixel"  # pixel (uint8 -> [-1, 1]) or diffusers (a local video VAE)
     codec_path: str = ""  # local diffusers VAE folder, for codec=diffusers
+    codec_batch: int = 1  # clips per VAE call (codec=diffusers): more is faster, fewer bounds memory
     # text encoder
     text_encoder: str = "builtin"  # builtin (byte-level, trainable), hf (local transformers T5/UMT5), precomputed
     text_path: str = ""  # local transformers encoder folder, for text_encoder=hf
@@ -52,10 +53,14 @@ class ModelConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"'model.{name}' is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
-        if self.hidden % self.heads:
-            raise ValueError(f"'model.hidden' ({self.hidden}) must be a multiple of 'model.heads' ({self.heads})")
-        if len(self.patch) != 3 or min(self.patch) < 1:
-            raise ValueError(f"'model.patch' must be three positive ints (pt, ph, pw), got {list(self.patch)}")
-        for name in ("hidden", "depth", "heads", "num_modalities", "text_dim", "text_layers", "text_max_tokens"):
+        for name in ("hidden", "depth", "heads", "num_modalities", "codec_batch", "text_dim", "text_layers",
+                     "text_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"'model.{name}' must be positive, got {getattr(self, name)}")
+        if self.hidden % self.heads:
+            raise ValueError(f"'model.hidden' ({self.hidden}) must be a multiple of 'model.heads' ({self.heads})")
+        if (self.hidden // self.heads) % 2:
+            head_dim = self.hidden // self.heads
+            raise ValueError(f"'model.hidden' / 'model.heads' (the head dimension, {head_dim}) must be even for RoPE")
+        if len(self.patch) != 3 or min(self.patch) < 1:
+            raise ValueError(f"'model.patch' must be three positive ints (pt, ph, pw), got {list(self.patch)}")

@@ -15,6 +15,7 @@ import tarfile
 import cv2
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from data_pipeline import loader as loader_module
@@ -315,3 +316,64 @@ def test_bad_arguments_are_refused(tmp_path, dataset):
         make_loader(root, [], 0)
     with pytest.raises(ValueError, match="epoch_samples needs resampled"):
         make_loader(root, [], 2, epoch_samples=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Precomputed latents and text embeddings (as `unity.precompute` writes them).
+
+LATENT_SHAPE, TEXT_DIM = [4, 3, 6, 6], 8
+
+
+def precomputed_sample(index: int, modalities=("depth", "seg"), streams=None) -> dict:
+    """``sample(index)`` plus latents filled with ``index + stream number``, a caption of ``index % 3 + 2``
+    tokens filled with ``index`` and one-token prompts filled with ``-index``."""
+    members = sample(index, modalities)
+    members["json"]["precomputed"] = {"codec": "pixel", "latent_shape": LATENT_SHAPE, "text_dim": TEXT_DIM}
+    for s, name in enumerate(streams or ("rgb", *modalities)):
+        latent = torch.full(LATENT_SHAPE, float(index + s), dtype=torch.float16)
+        members[f"latent.{name}.safetensors"] = safetensors.torch.save({"latent": latent})
+    length = index % 3 + 2
+    text = {"caption": torch.full((length, TEXT_DIM), float(index)),
+            "caption_mask": torch.ones(length, dtype=torch.bool)}
+    for name in modalities:
+        text[f"prompt.{name}"] = torch.full((1, TEXT_DIM), -float(index))
+        text[f"prompt_mask.{name}"] = torch.ones(1, dtype=torch.bool)
+    members["text.safetensors"] = safetensors.torch.save({k: v.to(torch.bfloat16) if v.is_floating_point() else v
+                                                          for k, v in text.items()})
+    return members
+
+
+def test_precomputed_batches_hold_latents_and_padded_texts(tmp_path, caplog):
+    lacking = precomputed_sample(2, streams=("rgb", "depth"))  # no seg latent
+    with ShardWriter(str(tmp_path), "shard", 3) as writer:
+        for i in range(6):
+            writer.write(lacking if i == 2 else precomputed_sample(i))
+    loader = make_loader(tmp_path, ["depth", "seg"], 3, precomputed=True, shuffle_buffer=0, shardshuffle=False)
+    with caplog.at_level(logging.WARNING, logger="data_pipeline.loader"):
+        batches = list(loader)
+    assert "'s002'" in caplog.text and "no latent.seg.safetensors member" in caplog.text
+    assert [b["key"] for b in batches] == [["s000", "s001", "s003"], ["s004", "s005"]]
+    assert sum(b["skipped"] for b in batches) == 1
+    first = batches[0]
+    assert "rgb" not in first and set(first["latent"]) == {"rgb", "depth", "seg"}
+    assert first["latent"]["rgb"].shape == (3, *LATENT_SHAPE) and first["latent"]["rgb"].dtype == torch.float32
+    for b, index in enumerate((0, 1, 3)):
+        for s, name in enumerate(("rgb", "depth", "seg")):
+            assert (first["latent"][name][b] == index + s).all()
+    text = first["text"]
+    assert text["caption"].shape == (3, 3, TEXT_DIM) and text["caption"].dtype == torch.float32  # 2, 3, 2 tokens
+    assert text["caption_mask"].tolist() == [[True, True, False], [True] * 3, [True, True, False]]
+    assert batches[1]["text"]["caption_mask"].tolist() == [[True, True, True, False], [True] * 4]  # 3 and 4 tokens
+    assert (batches[1]["text"]["caption"][0, 3] == 0).all() and (batches[1]["text"]["caption"][0, :3] == 4).all()
+    assert set(text["prompt"]) == set(text["prompt_mask"]) == {"depth", "seg"}
+    assert text["prompt"]["seg"].shape == (3, 1, TEXT_DIM) and (text["prompt"]["seg"][2] == -3).all()
+    assert first["caption"][2] == "clip number 3" and first["prompts"]["depth"][0] == "depth of clip 0"
+
+
+def test_precomputed_needs_the_whole_clip_and_the_members(dataset, caplog):
+    root, keys = dataset
+    with pytest.raises(ValueError, match="frames and size do not apply to precomputed"):
+        make_loader(root, [], 2, precomputed=True, size=16)
+    with caplog.at_level(logging.WARNING, logger="data_pipeline.loader"):
+        assert run(make_loader(root, [], 4, precomputed=True))[0] == []  # plain shards: every sample skipped
+    assert caplog.text.count("no 'precomputed' entry") == len(keys)

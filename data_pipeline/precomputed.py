@@ -1,0 +1,74 @@
+"""Read the latents and text embeddings that ``python -m unity.precompute`` adds to a sample, and batch them.
+
+Members (see ``schema.py``): ``latent.<mod>.safetensors`` holds ``latent`` ``[C, T', H', W']`` of the
+whole stored clip; ``text.safetensors`` holds ``caption`` ``[L, D]`` + ``caption_mask`` ``[L]`` and
+``prompt.<mod>`` + ``prompt_mask.<mod>`` per auxiliary modality, ``L`` varying from text to text.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from data_pipeline.schema import TEXT_MEMBER, latent_member
+
+_HINT = "precompute the set with `python -m unity.precompute`"
+
+
+def _tensors(members: dict, member: str) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors ``member``; ValueError when it is absent or does not load."""
+    if member not in members:
+        raise ValueError(f"no {member} member; {_HINT}")
+    try:
+        return safetensors.torch.load(members[member])
+    except safetensors.SafetensorError as e:
+        raise ValueError(f"{member} does not load ({e})") from None
+
+
+def read_precomputed(members: dict, meta: dict, streams: Sequence[str]) -> dict:
+    """``{"latent": {stream: [C, T', H', W']}, "text": {tensor name: [L, D] or [L]}}`` as float32 / bool.
+
+    ``streams`` lists rgb first. Raises ValueError naming what is missing or of the wrong shape.
+    """
+    if "precomputed" not in meta:
+        raise ValueError(f"its json has no 'precomputed' entry; {_HINT}")
+    shape = list(meta["precomputed"]["latent_shape"])
+    latent = {}
+    for name in streams:
+        tensors = _tensors(members, latent_member(name))
+        if "latent" not in tensors or list(tensors["latent"].shape) != shape:
+            raise ValueError(f"{latent_member(name)} holds no 'latent' tensor of shape {shape}")
+        latent[name] = tensors["latent"].float()
+    tensors = _tensors(members, TEXT_MEMBER)
+    names = ["caption", "caption_mask"] + [f"{kind}.{m}" for m in streams[1:] for kind in ("prompt", "prompt_mask")]
+    missing = [name for name in names if name not in tensors]
+    if missing:
+        raise ValueError(f"{TEXT_MEMBER} lacks {', '.join(missing)}")
+    text = {name: tensors[name].bool() if "mask" in name else tensors[name].float() for name in names}
+    return {"latent": latent, "text": text}
+
+
+def _pad_stack(embeddings: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[L_i, D]`` embeddings and ``[L_i]`` masks -> ``[B, L, D]`` and ``[B, L]``, padded to the longest."""
+    length = max(len(mask) for mask in masks)
+    x = torch.stack([nn.functional.pad(e, (0, 0, 0, length - len(e))) for e in embeddings])
+    return x, torch.stack([nn.functional.pad(m, (0, length - len(m)), value=False) for m in masks])
+
+
+def collate_precomputed(samples: list[dict], streams: Sequence[str]) -> dict:
+    """Batch :func:`read_precomputed` outputs: ``latent: {stream: [B, C, T', H', W']}`` and ``text``:
+    ``caption [B, L, D]``, ``caption_mask [B, L]``, ``prompt: {mod: [B, L, D]}``, ``prompt_mask: {mod: [B, L]}``,
+    each zero / False padded to its longest text in the batch."""
+    def pad(name: str, mask: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return _pad_stack([s["text"][name] for s in samples], [s["text"][mask] for s in samples])
+
+    latent = {name: torch.stack([s["latent"][name] for s in samples]) for name in streams}
+    caption, caption_mask = pad("caption", "caption_mask")
+    text = {"caption": caption, "caption_mask": caption_mask, "prompt": {}, "prompt_mask": {}}
+    for name in streams[1:]:
+        text["prompt"][name], text["prompt_mask"][name] = pad(f"prompt.{name}", f"prompt_mask.{name}")
+    return {"latent": latent, "text": text}

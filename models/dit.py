@@ -1,0 +1,127 @@
+"""UnityDiT: one video diffusion transformer over a sample's time-aligned streams (rgb and auxiliary modalities).
+
+Each stream ``[C, T, H, W]`` is cut into 3D patches; all streams of a sample then share one joint
+self-attention (told apart by the modality-adaptive switcher and, per layout, by their RoPE offsets),
+each attends to its own text context (the in-context learner), and the network predicts the
+flow-matching velocity of every stream. Which streams are noised (the task) is only in ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import AttentionBackend
+from .blocks import FinalLayer, UnityBlock
+from .config import ModelConfig
+from .context import InContextLearner
+from .embed import PatchEmbed, unpatchify
+from .rope import rope_tables, stream_positions
+from .switcher import ModalitySwitcher
+
+
+class UnityDiT(nn.Module):
+    """Patch embedding -> ``depth`` AdaLN-Zero blocks over all streams' tokens -> per-stream final layer."""
+
+    def __init__(self, config: ModelConfig, in_channels: int, text_dim: int):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.in_channels = in_channels
+        self.text_dim = text_dim
+        self.patch = tuple(config.patch)
+        self.head_dim = config.hidden // config.heads
+        self.grad_checkpointing = config.grad_checkpointing
+        self.attend = AttentionBackend(config.attention)
+
+        self.patch_embed = PatchEmbed(in_channels, self.patch, config.hidden)
+        self.switcher = ModalitySwitcher(config.hidden, config.num_modalities, config.switcher, config.timesteps)
+        cross_attention = config.in_context != "none"
+        self.context = InContextLearner(text_dim, config.hidden, config.in_context) if cross_attention else None
+        self.blocks = nn.ModuleList(
+            UnityBlock(config.hidden, config.heads, config.mlp_ratio, config.qk_norm, cross_attention, self.attend)
+            for _ in range(config.depth)
+        )
+        self.final = FinalLayer(config.hidden, in_channels * math.prod(self.patch))
+        self.initialize_weights()
+
+    @property
+    def attention_backend(self) -> str:
+        """The attention kernel chosen at build time: flash, sdpa or math."""
+        return self.attend.name
+
+    def initialize_weights(self) -> None:
+        """DiT's init: xavier linears, normal(0.02) time and modality embeddings, zero modulation and output."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for linear in (self.switcher.time_embed.mlp[0], self.switcher.time_embed.mlp[2]):
+            nn.init.normal_(linear.weight, std=0.02)
+        if self.switcher.modality_embed is not None:
+            nn.init.normal_(self.switcher.modality_embed.weight, std=0.02)
+        zeroed = [self.switcher.modulation[-1], self.final.modulation[-1], self.final.linear]
+        for linear in zeroed:
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
+        for block in self.blocks:
+            nn.init.zeros_(block.modulation)
+
+    def forward(self, x, modality, t, caption=None, caption_mask=None, prompt=None, prompt_mask=None) -> torch.Tensor:
+        """Velocity of every stream.
+
+        x ``[B, S, C, T, H, W]``; modality long ``[B, S]`` (registry indices, rgb = 0); t ``[B, S]``
+        (0 = clean); caption ``[B, Lc, text_dim]`` + caption_mask bool ``[B, Lc]``; prompt
+        ``[B, S, Lp, text_dim]`` + prompt_mask bool ``[B, S, Lp]`` (True = real token). The caption
+        is unused with ``in_context: none`` and the prompt unless ``in_context: dual``; those may be None.
+        Returns ``[B, S, C, T, H, W]`` in the dtype of ``x``.
+        """
+        self.check_inputs(x, modality, t, caption, caption_mask, prompt, prompt_mask)
+        streams, (frames, height, width) = x.shape[1], x.shape[3:]
+        grid = (frames // self.patch[0], height // self.patch[1], width // self.patch[2])
+
+        tokens = self.patch_embed(x).to(x.dtype)  # [B, S, N, D]; the residual stream keeps x's dtype
+        c, modulation = self.switcher(t, modality)  # [B, S, D], [B, S, 6, D]
+        token_embedding = self.switcher.token_embedding(modality)
+        if token_embedding is not None:
+            tokens = tokens + token_embedding.to(tokens.dtype)
+        positions = stream_positions(streams, grid, self.config.layout, device=x.device)  # [S·N, 3]
+        rope = rope_tables(positions, self.head_dim, self.config.rope_theta)
+        context, context_mask = (None, None)
+        if self.context is not None:
+            context, context_mask = self.context(modality, caption, caption_mask, prompt, prompt_mask)
+
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, modulation, rope, context, context_mask, use_reentrant=False)
+            else:
+                tokens = block(tokens, modulation, rope, context, context_mask)
+
+        out = self.final(tokens, c)  # [B, S, N, pt·ph·pw·C]
+        return unpatchify(out, self.patch, grid).to(x.dtype)
+
+    def check_inputs(self, x, modality, t, caption, caption_mask, prompt, prompt_mask) -> None:
+        """Raise ValueError naming the expected shape of the first input that does not fit."""
+        if x.ndim != 6 or x.shape[2] != self.in_channels:
+            raise ValueError(f"x must be [B, S, C={self.in_channels}, T, H, W], got {tuple(x.shape)}")
+        batch, streams = x.shape[:2]
+        if any(size % p for size, p in zip(x.shape[3:], self.patch)):
+            raise ValueError(
+                f"x [B, S, C, T, H, W] = {tuple(x.shape)}: T, H, W must be multiples of the patch {self.patch}"
+            )
+        expected = {"modality": (modality, (batch, streams)), "t": (t, (batch, streams))}
+        if self.context is not None:
+            lc = caption.shape[1] if caption is not None and caption.ndim == 3 else "Lc"
+            expected["caption"] = (caption, (batch, lc, self.text_dim))
+            expected["caption_mask"] = (caption_mask, (batch, lc))
+        if self.config.in_context == "dual":
+            lp = prompt.shape[2] if prompt is not None and prompt.ndim == 4 else "Lp"
+            expected["prompt"] = (prompt, (batch, streams, lp, self.text_dim))
+            expected["prompt_mask"] = (prompt_mask, (batch, streams, lp))
+        for name, (value, shape) in expected.items():
+            if value is None or tuple(value.shape) != shape:
+                got = None if value is None else tuple(value.shape)
+                raise ValueError(f"{name} must have shape [{', '.join(map(str, shape))}], got {got}")
