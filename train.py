@@ -1,8 +1,12 @@
-"""The main job: ``python train.py [--config configs/tiny.yaml] [key=value ...]``."""
+"""The main job: ``python train.py [--config configs/tiny.yaml] [key=value ...]``.
+
+Runs the same way in one process and under ``deepspeed`` or ``torchrun`` (``train.engine=deepspeed``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from unity.config import ConfigError, load
@@ -11,6 +15,7 @@ from unity.config import ConfigError, load
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="configs/tiny.yaml", help="YAML config over the schema in unity/config.py")
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
     args = parser.parse_args(argv)
     try:
@@ -18,16 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    print(
-        f"config {args.config} is valid (run '{config.run.name}', model {config.model.hidden}x{config.model.depth}, "
-        f"engine '{config.train.engine}'), but training cannot start: this version has no trainer.\n"
-        "Missing: the model (models/), the task router and flow-matching objective (unity/tasks.py, "
-        "unity/flow_matching.py), the trainer, engines and checkpoints (unity/trainer.py, unity/engine.py, "
-        "unity/checkpoint.py).\n"
-        "Available now: `python -m data_pipeline synth|check|ingest` (see README).",
-        file=sys.stderr,
-    )
-    return 3
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from unity.trainer import train
+
+    train(config)
+    return 0
 
 
 if __name__ == "__main__":

@@ -259,6 +259,7 @@ class ShardDataset(IterableDataset):
     workers: int
     seed: int
     precomputed: bool
+    split_by_node: bool
     start: Position = field(init=False)
 
     def __post_init__(self):
@@ -274,7 +275,8 @@ class ShardDataset(IterableDataset):
                                           deterministic=True)]
         else:  # the same shuffled order on every rank and worker, then a disjoint share of it
             order_seed = _seed(self.seed, epoch) if self.shardshuffle else None
-            source = [wds.SimpleShardList(self.shards, seed=order_seed), wds.split_by_node,
+            node_split = [wds.split_by_node] if self.split_by_node else []
+            source = [wds.SimpleShardList(self.shards, seed=order_seed), *node_split,
                       partial(_split_by_worker, worker=worker, workers=self.workers)]
         stages = source + [wds.tarfile_to_samples(handler=counter)]
         if self.shuffle_buffer > 1:
@@ -345,7 +347,7 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
                 crop_scale: tuple[float, float] = (0.8, 1.0), shuffle_buffer: int = 64,
                 shardshuffle: bool = True, resampled: bool = False, epoch_samples: int | None = None,
                 num_workers: int = 0, seed: int = 0, pin_memory: bool = False,
-                precomputed: bool = False) -> VideoLoader:
+                precomputed: bool = False, split_by_node: bool = True) -> VideoLoader:
     """Batches of clips for training, as dicts::
 
         rgb, <mod>   float32 [B, 3, T, H, W] in [-1, 1], one per stream
@@ -383,6 +385,8 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
         shards; the DataLoader takes batches from them in turn.
     seed: non-negative; with the epoch, rank, worker and position it fixes every random choice.
     pin_memory: pin batches in page-locked memory for faster copies to the GPU.
+    split_by_node: without ``resampled``, give each rank its own share of the shards; False gives every
+        rank the same samples (held-out data that all ranks must see, as ZeRO-3 forwards need every rank).
     precomputed: read the ``latent.<mod>.safetensors`` and ``text.safetensors`` members written by
         ``python -m unity.precompute`` instead of decoding videos; a sample lacking them is skipped.
         Latents are of the whole stored clip, so ``frames`` and ``size`` must be None (no window, no
@@ -416,5 +420,5 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
     size = None if size is None else tuple(size)
     dataset = ShardDataset(find_shards(root), streams, batch_size, frames, size, tuple(crop_scale),
                            shuffle_buffer, shardshuffle, resampled, epoch_samples, max(1, num_workers), seed,
-                           precomputed)
+                           precomputed, split_by_node)
     return VideoLoader(dataset, num_workers, pin_memory)

@@ -16,7 +16,9 @@ import os
 
 import torch
 import torch.nn as nn
+from einops import rearrange
 
+from models.attention import attention
 from models.config import ModelConfig
 
 _TEXT_HINT = ("download e.g. google/umt5-xxl (config.json, the encoder weights and the tokenizer files), or "
@@ -52,6 +54,24 @@ class ByteTokenizer:
         return ids, ids != self.PAD
 
 
+class TextBlock(nn.Module):
+    """Pre-norm transformer layer over padded tokens. Every weight is used through its module's
+    forward (unlike ``nn.MultiheadAttention``), as ZeRO-3 needs to gather partitioned weights."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(self.norm1(x)), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        attended = attention(q, k, v, key_mask=mask)  # [B, H, L, Dh]
+        x = x + self.out(rearrange(attended, "b h l d -> b l (h d)"))
+        return x + self.mlp(self.norm2(x))
+
+
 class BuiltinTextEncoder(TextEncoder):
     """Byte tokens + learned positions -> a small pre-norm transformer; trained with the model."""
 
@@ -62,17 +82,16 @@ class BuiltinTextEncoder(TextEncoder):
         heads = dim // 64 if dim % 64 == 0 else 1  # 64-wide heads where the width allows
         self.tokens = nn.Embedding(ByteTokenizer.vocab_size, dim)
         self.positions = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(TextBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.tokenizer(texts)
         ids, mask = ids.to(self.positions.device), mask.to(self.positions.device)
         x = self.tokens(ids) + self.positions[: ids.shape[1]]  # [B, L, D]
-        x = self.norm(self.blocks(x, src_key_padding_mask=~mask))
-        return x * mask[..., None], mask
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x) * mask[..., None], mask
 
 
 class HFTextEncoder(TextEncoder):

@@ -54,6 +54,6 @@ def test_summary_cli_json(capsys):
 
 
 def test_summary_cli_table(capsys):
-    summary_main(["--config", "configs/tiny.yaml"])
+    summary_main(["--config", "configs/model/tiny.yaml"])
     out = capsys.readouterr().out
     assert "parameters" in out and "forward FLOPs / sample" in out and "512 tokens/sample" in out

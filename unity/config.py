@@ -48,14 +48,56 @@ class DataConfig:
 
 
 @dataclass
+class TaskProbs:
+    cond: float = 0.25  # conditional generation u(V_r | V_m, C): rgb noised, modality clean
+    est: float = 0.25  # estimation u(V_m | V_r): modality noised, rgb clean
+    joint: float = 0.5  # joint generation u(V_r, V_m | C): both noised
+    sentence: float = 0.0  # visual sentence (A, A', B, B'): only B' noised
+
+
+@dataclass
+class CurriculumStage:
+    steps: int = 0  # optimizer steps in this stage; 0 = until the end of the run
+    modalities: list[str] = field(default_factory=list)  # auxiliary modalities routed in this stage
+    tasks: TaskProbs = field(default_factory=TaskProbs)  # task probabilities in this stage
+
+
+def _paper_curriculum() -> list[CurriculumStage]:
+    """UnityVideo's two stages: pixel-aligned modalities first, then all of them."""
+    return [
+        CurriculumStage(steps=300, modalities=["depth", "flow", "densepose"]),
+        CurriculumStage(steps=0, modalities=["depth", "flow", "seg", "pose", "densepose"]),
+    ]
+
+
+@dataclass
 class TrainConfig:
     engine: str = "plain"  # plain (one process) or deepspeed
     zero_stage: int = 0  # DeepSpeed ZeRO stage 0-3
     max_steps: int = 1000  # optimizer steps in the run
     lr: float = 3e-4  # peak learning rate
+    weight_decay: float = 0.01  # AdamW decay, not applied to norms, biases and embeddings
+    warmup_steps: int = 100  # linear learning-rate warmup
+    schedule: str = "constant"  # after warmup: constant or cosine
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    grad_accum: int = 1  # micro-batches per optimizer step
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), fp32 or bf16
+    ema_decay: float = 0.999  # EMA of the weights; 0 disables it
     save_every: int = 250  # steps between checkpoints
     eval_every: int = 250  # steps between validation-loss passes
+    log_every: int = 10  # steps between metrics.jsonl / TensorBoard records
     resume: str = "auto"  # auto (latest checkpoint of the run), never, or a checkpoint path
+    max_bad_steps: int = 20  # consecutive non-finite losses that stop the run (with a checkpoint)
+    caption_dropout: float = 0.1  # probability of an empty caption, for classifier-free guidance
+    t_logit_mean: float = 0.0  # mean of the logit-normal flow-matching time
+    t_logit_std: float = 1.0  # std of the logit-normal flow-matching time
+    t_shift: float = 1.0  # time shift s: t -> s t / (1 + (s - 1) t); > 1 favours noisier times
+    t_shift_mode: str = "fixed"  # fixed (t_shift) or resolution (shift grows with tokens per stream)
+    peak_tflops: float = 0.0  # device dense bf16 peak for MFU; 0 = look it up
+    tasks: TaskProbs = field(default_factory=TaskProbs)  # task probabilities when no curriculum is set
+    modalities: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODALITY_NAMES[1:]})  # routing weights
+    curriculum: list[CurriculumStage] = field(default_factory=_paper_curriculum)  # stages; empty = no curriculum
 
 
 @dataclass
@@ -77,6 +119,9 @@ class Config:
 # Keys whose value must be one of a fixed set (the model section checks its own: ModelConfig.validate).
 CHOICES = {
     "train.engine": ("plain", "deepspeed"),
+    "train.schedule": ("constant", "cosine"),
+    "train.precision": ("auto", "fp32", "bf16"),
+    "train.t_shift_mode": ("fixed", "resolution"),
     "train.zero_stage": (0, 1, 2, 3),
     "eval.split": ("train", "val", "test", "zeroshot"),
 }
@@ -150,8 +195,17 @@ def _check_choices(config: DictConfig) -> None:
         OmegaConf.to_object(config.model).validate()
     except ValueError as e:
         raise ConfigError(f"config key {e}") from None
-    for name in config.data.modalities:
-        if name not in MODALITY_NAMES[1:]:
-            raise ConfigError(
-                f"config key 'data.modalities' lists {name!r}; auxiliary modalities are {', '.join(MODALITY_NAMES[1:])}"
-            )
+    auxiliary = MODALITY_NAMES[1:]
+    named = [("data.modalities", name) for name in config.data.modalities]
+    named += [("train.modalities", name) for name in config.train.modalities]
+    named += [(f"train.curriculum[{i}].modalities", name)
+              for i, stage in enumerate(config.train.curriculum) for name in stage.modalities]
+    for key, name in named:
+        if name not in auxiliary:
+            raise ConfigError(f"config key '{key}' lists {name!r}; auxiliary modalities are {', '.join(auxiliary)}")
+    probs = [("train.tasks", config.train.tasks)]
+    probs += [(f"train.curriculum[{i}].tasks", stage.tasks) for i, stage in enumerate(config.train.curriculum)]
+    for key, tasks in probs:
+        values = list(tasks.values())
+        if min(values) < 0 or sum(values) <= 0:
+            raise ConfigError(f"config key '{key}' needs non-negative probabilities with a positive sum, got {dict(tasks)}")
