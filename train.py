@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from unity.config import ConfigError, load
@@ -27,6 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     from unity.trainer import train
 
     train(config)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        # Skip interpreter teardown: DeepSpeed's CPU communication threads can abort the process
+        # ("terminate called without an active exception") while static objects are destroyed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

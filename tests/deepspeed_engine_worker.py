@@ -9,6 +9,7 @@ and a step whose gradients are non-finite on one rank.
 import argparse
 import json
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -123,7 +124,13 @@ def main():
     args = parser.parse_args()
     for stage in map(int, args.stages.split(",")):
         check_stage(stage, args.out)
+    dist.barrier()
     dist.destroy_process_group()
+    # Leave without interpreter teardown: DeepSpeed's CPU communication threads can abort the
+    # process ("terminate called without an active exception") while static objects are destroyed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

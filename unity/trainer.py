@@ -79,8 +79,8 @@ class Trainer:
         ensure_synthetic_splits(config, is_main=rank == 0)
         torch.manual_seed(config.run.seed)  # the same initial weights on every rank
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
-        self.module, self.text, self.codec = build_model(config, device)
-        self.engine = build_engine(config, self.module)
+        module, self.text, self.codec = build_model(config, device)
+        self.engine = build_engine(config, module)
         self.device = self.engine.device
         self.ema = EMA(self.engine.model, config.train.ema_decay) if config.train.ema_decay > 0 else None
         if self.ema is not None and config.train.engine == "deepspeed" and config.train.zero_stage == 3:
@@ -110,8 +110,8 @@ class Trainer:
                                 caption_tokens=model.text_max_tokens, prompt_tokens=model.text_max_tokens)["total"]
         self.flops_per_sample = forward * (4 if model.grad_checkpointing else 3)
         self.peak = peak_tflops(self.device, self.config.train.peak_tflops) * 1e12
-        tshift = self.config.train
-        self.t_shift = tshift.t_shift if tshift.t_shift_mode == "fixed" else resolution_shift(self.tokens_per_sample // 2)
+        train = self.config.train
+        self.t_shift = train.t_shift if train.t_shift_mode == "fixed" else resolution_shift(self.tokens_per_sample // 2)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -289,6 +289,7 @@ def train(config: DictConfig) -> dict:
     """The main job: train, then (main rank) evaluate depth estimation and write ``eval/results.json``."""
     trainer = Trainer(config)
     state = trainer.fit()
+    trainer.metrics.close()
     final = trainer.evaluate_depth(use_ema=True)
     if not trainer.engine.is_main:
         return {}
