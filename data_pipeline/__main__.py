@@ -1,8 +1,9 @@
-"""Command line of the data pipeline: ``python -m data_pipeline synth|check|ingest ...``."""
+"""Command line of the data pipeline: ``python -m data_pipeline synth|check|preview|ingest|external ...``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from data_pipeline.synthetic import SPLITS
@@ -57,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--pose", default=None, help="folder holding detector/ (a local person detector) and vitpose/ (a COCO-17 VitPose)")
     ingest.add_argument("--split", default="train", help="split name written into every sample")
     ingest.add_argument("--shard-size", type=int, default=64, help="samples per shard")
+
+    external = commands.add_parser("external", help="copy a shard set, adding external-encoder caption features")
+    external.add_argument("--data", required=True, help="folder holding dataset.json and the shards")
+    external.add_argument("--out", required=True, help="output folder for the new shards")
+    source = external.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", help="safetensors file mapping each sample key to a [L, W] tensor")
+    source.add_argument("--random", type=int, metavar="W",
+                        help="random [L, W] features instead: a stand-in to try the path without an encoder")
     return parser
 
 
@@ -91,7 +100,19 @@ def main(argv: list[str] | None = None) -> int:
                 shard_size=args.shard_size, split=args.split,
             )
             print(f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out}")
-    except (ValueError, FileNotFoundError, ImportError) as e:
+        elif args.command == "external":
+            from safetensors.torch import load_file
+
+            from data_pipeline.external import add_external, random_features
+
+            if args.features:
+                features, source = load_file(args.features), os.path.abspath(args.features)
+            else:
+                features, source = random_features(args.data, args.random), f"random (width {args.random})"
+            dataset = add_external(args.data, features, args.out, source)
+            print(f"wrote {dataset['samples']} samples with {dataset['external']['dim']}-wide features to {args.out}"
+                  f" ({dataset['without_features']} without features left out)")
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -30,7 +30,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from data_pipeline.precomputed import collate_precomputed, read_precomputed
+from data_pipeline.precomputed import collate_external, collate_precomputed, read_external, read_precomputed
 from data_pipeline.schema import validate_meta, video_member
 from data_pipeline.video_io import VideoDecodeError, decode_video
 
@@ -90,7 +90,21 @@ def _crop_box(height: int, width: int, size: tuple[int, int], crop_scale, rng) -
 
 def _resize(clip: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
     """Resize every frame of ``[T, H, W, 3]`` to ``[T, size[0], size[1], 3]``."""
-    return np.stack([cv2.resize(frame, (size[1], size[0]), interpolation=interpolation) for frame in clip])
+    out = np.empty((len(clip), *size, clip.shape[-1]), np.uint8)
+    for frame, resized in zip(clip, out):  # straight into the output: no list of frames to stack
+        cv2.resize(frame, (size[1], size[0]), dst=resized, interpolation=interpolation)
+    return out
+
+
+# v / 127.5 - 1 for every byte value v, computed as the loader always did; one table look-up per
+# element replaces a float conversion and two arithmetic passes over the (4x larger) float clip.
+_UNIT_TABLE = (torch.arange(256).float() / 127.5 - 1).numpy()
+
+
+def _to_unit(clip: np.ndarray) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` to a contiguous float ``[3, T, H, W]`` in [-1, 1] (``clip / 127.5 - 1``)."""
+    planar = np.ascontiguousarray(clip.transpose(3, 0, 1, 2))
+    return torch.from_numpy(cv2.LUT(planar.reshape(-1, planar.shape[-1]), _UNIT_TABLE).reshape(planar.shape))
 
 
 def _bad(raw: dict, reason: str) -> BadSample:
@@ -148,7 +162,7 @@ def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: t
         clip = video[start : start + frames, top : top + h, left : left + w]  # [T, h, w, 3]
         if size:
             clip = _resize(clip, size, INTERPOLATION[name])
-        sample[name] = torch.from_numpy(clip).permute(3, 0, 1, 2).float() / 127.5 - 1  # [3, T, H, W]
+        sample[name] = _to_unit(clip)  # [3, T, H, W]
     return sample
 
 
@@ -161,6 +175,25 @@ def load_precomputed(raw: dict, streams: Sequence[str]) -> dict:
         raise _bad(raw, str(e)) from None
 
 
+def load_external(raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """A raw sample's external caption features ``[L, W]`` and mask ``[L]``; raises :class:`BadSample`."""
+    try:
+        return read_external(raw)
+    except ValueError as e:
+        raise _bad(raw, str(e)) from None
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``, in a DataLoader worker straight into shared memory (as ``default_collate`` does):
+    a batch in ordinary memory would be copied there once more to reach the main process."""
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        first = tensors[0]
+        storage = first._typed_storage()._new_shared(first.numel() * len(tensors), device=first.device)
+        out = first.new(storage).resize_(len(tensors), *first.shape)
+    return torch.stack(tensors, out=out)
+
+
 def collate(samples: list[dict], streams: Sequence[str], worker: int, counter: "SkipCounter") -> dict:
     """Stack decoded (or precomputed) samples into a batch; ``_position`` tells how far ``worker`` has read.
 
@@ -170,7 +203,9 @@ def collate(samples: list[dict], streams: Sequence[str], worker: int, counter: "
     if "latent" in samples[0]:
         batch = collate_precomputed(samples, streams)
     else:
-        batch = {name: torch.stack([s[name] for s in samples]) for name in streams}  # [B, 3, T, H, W]
+        batch = {name: _stack([s[name] for s in samples]) for name in streams}  # [B, 3, T, H, W]
+    if "external" in samples[0]:
+        batch["external"] = collate_external([s["external"] for s in samples])
     batch["caption"] = [s["meta"]["caption"] for s in samples]
     batch["prompts"] = {name: [s["meta"]["prompts"][name] for s in samples] for name in streams if name != "rgb"}
     batch["meta"] = [s["meta"] for s in samples]
@@ -260,13 +295,16 @@ class ShardDataset(IterableDataset):
     seed: int
     precomputed: bool
     split_by_node: bool
+    rank: int | None = None  # the rank whose random draws these are; None = the process rank
+    external: bool = False  # also read each sample's external caption features
     start: Position = field(init=False)
 
     def __post_init__(self):
         self.start = Position.start_of(0, self.workers)
 
     def __iter__(self) -> Iterator[dict]:
-        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        process_rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        rank = process_rank if self.rank is None else self.rank
         worker = (worker + self.start.next_worker) % self.workers  # DataLoader worker 0 plays the worker due next
         epoch = self.start.epoch
         counter = SkipCounter()
@@ -290,6 +328,8 @@ class ShardDataset(IterableDataset):
             else:
                 rng = np.random.default_rng((self.seed, epoch, rank, worker, raw["__position__"]))
                 sample = decode_sample(raw, self.streams, self.frames, self.size, self.crop_scale, rng)
+            if self.external:
+                sample["external"] = load_external(raw)
             return {**sample, "position": raw["__position__"], "skipped": counter.take()}
 
         samples = wds.DataPipeline(*stages, wds.map(decode, handler=counter))
@@ -306,6 +346,10 @@ class ShardDataset(IterableDataset):
 # The loader.
 
 
+def _as_is(batch: dict) -> dict:
+    return batch
+
+
 class VideoLoader:
     """Iterates batches one epoch per ``iter`` and keeps its :class:`Position` as batches are taken.
 
@@ -319,7 +363,9 @@ class VideoLoader:
 
     def __iter__(self) -> Iterator[dict]:
         self.dataset.start = copy.deepcopy(self.position)  # workers fork with it at DataLoader iteration
-        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        # Batches are already tensors; the default collate_fn (default_convert) would only walk every json.
+        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            collate_fn=_as_is)
         for batch in loader:
             worker, read = batch.pop("_position")
             self.position.read[worker] = read
@@ -347,7 +393,8 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
                 crop_scale: tuple[float, float] = (0.8, 1.0), shuffle_buffer: int = 64,
                 shardshuffle: bool = True, resampled: bool = False, epoch_samples: int | None = None,
                 num_workers: int = 0, seed: int = 0, pin_memory: bool = False,
-                precomputed: bool = False, split_by_node: bool = True) -> VideoLoader:
+                precomputed: bool = False, split_by_node: bool = True, rank: int | None = None,
+                external: bool = False) -> VideoLoader:
     """Batches of clips for training, as dicts::
 
         rgb, <mod>   float32 [B, 3, T, H, W] in [-1, 1], one per stream
@@ -361,6 +408,9 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
         text         {"caption": float32 [B, L, D], "caption_mask": bool [B, L] (True on real tokens),
                       "prompt": {mod: [B, L, D]}, "prompt_mask": {mod: [B, L]}}, zero / False padded
                       to the longest text of the batch
+
+    and, with ``external``, ``external``: ``(features float32 [B, L, W], mask bool [B, L])``, the
+    captions' external-encoder features zero / False padded to the longest of the batch.
 
     root: a folder with ``dataset.json`` (else its ``*.tar`` files), or shard path(s).
     modalities: auxiliary streams to load besides rgb (a name in ``INTERPOLATION``); a sample
@@ -391,6 +441,11 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
         ``python -m unity.precompute`` instead of decoding videos; a sample lacking them is skipped.
         Latents are of the whole stored clip, so ``frames`` and ``size`` must be None (no window, no
         crop), and samples must share their latent shape.
+    rank: with ``resampled``, the rank whose draws this loader makes in place of the process rank:
+        processes given the same rank and seed yield the same batches (the ranks of a sequence-parallel
+        group, which split each sample's tokens). None takes the process rank.
+    external: read the ``external.safetensors`` member written by ``python -m data_pipeline external``
+        (features for ``model.text_encoder: external``); a sample lacking it is skipped.
 
     The epoch advances each time an iteration runs to its end. ``state_dict()`` / ``load_state_dict()``
     save and restore the position of this rank, after which the loader yields exactly the batches the
@@ -415,10 +470,12 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
     if precomputed and (frames is not None or size is not None):
         raise ValueError("frames and size do not apply to precomputed latents, which cover the whole stored clip; "
                          "leave them None (precompute at the wanted size instead)")
+    if rank is not None and (not resampled or rank < 0):
+        raise ValueError(f"rank needs resampled=True and a non-negative value, got {rank}")
     if num_workers < 0 or seed < 0:
         raise ValueError(f"num_workers and seed must be non-negative, got {num_workers} and {seed}")
     size = None if size is None else tuple(size)
     dataset = ShardDataset(find_shards(root), streams, batch_size, frames, size, tuple(crop_scale),
                            shuffle_buffer, shardshuffle, resampled, epoch_samples, max(1, num_workers), seed,
-                           precomputed, split_by_node)
+                           precomputed, split_by_node, rank, external)
     return VideoLoader(dataset, num_workers, pin_memory)

@@ -1,4 +1,5 @@
-"""Read the latents and text embeddings that ``python -m unity.precompute`` adds to a sample, and batch them.
+"""Read the latents and text embeddings that ``python -m unity.precompute`` adds to a sample (and the
+external features that ``python -m data_pipeline external`` adds), and batch them.
 
 Members (see ``schema.py``): ``latent.<mod>.safetensors`` holds ``latent`` ``[C, T', H', W']`` of the
 whole stored clip; ``text.safetensors`` holds ``caption`` ``[L, D]`` + ``caption_mask`` ``[L]`` and
@@ -14,7 +15,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from data_pipeline.schema import TEXT_MEMBER, latent_member
+from data_pipeline.schema import EXTERNAL_MEMBER, TEXT_MEMBER, latent_member
 
 _HINT = "precompute the set with `python -m unity.precompute`"
 
@@ -50,6 +51,25 @@ def read_precomputed(members: dict, meta: dict, streams: Sequence[str]) -> dict:
         raise ValueError(f"{TEXT_MEMBER} lacks {', '.join(missing)}")
     text = {name: tensors[name].bool() if "mask" in name else tensors[name].float() for name in names}
     return {"latent": latent, "text": text}
+
+
+def read_external(members: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The caption's external features ``[L, W]`` float32 and an all-True mask ``[L]``; ValueError if absent."""
+    if EXTERNAL_MEMBER not in members:
+        raise ValueError(f"no {EXTERNAL_MEMBER} member; add features with `python -m data_pipeline external`")
+    tensors = _tensors(members, EXTERNAL_MEMBER)
+    features = tensors.get("features")
+    if features is None or features.ndim != 2 or len(features) == 0:
+        raise ValueError(f"{EXTERNAL_MEMBER} holds no 'features' tensor of shape [L, W] with L >= 1")
+    return features.float(), torch.ones(len(features), dtype=torch.bool)
+
+
+def collate_external(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`read_external` outputs -> ``features [B, L, W]``, ``mask [B, L]``, padded to the longest."""
+    widths = {features.shape[1] for features, _ in pairs}
+    if len(widths) > 1:
+        raise ValueError(f"external features of different widths {sorted(widths)} in one batch")
+    return _pad_stack([f for f, _ in pairs], [m for _, m in pairs])
 
 
 def _pad_stack(embeddings: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

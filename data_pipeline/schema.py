@@ -11,6 +11,11 @@ and, in sets written by ``python -m unity.precompute`` (whose json then has a ``
     <key>.latent.<mod>.safetensors   tensor ``latent`` [C, T', H', W']: the codec's latents of each stream
     <key>.text.safetensors           tensors ``caption`` [L, D], ``caption_mask`` [L], and per auxiliary
                                      modality ``prompt.<mod>`` [L, D], ``prompt_mask.<mod>`` [L]
+
+and, in sets written by ``python -m data_pipeline external`` (whose json then has an ``external`` entry)::
+
+    <key>.external.safetensors       tensor ``features`` [L, W]: an external encoder's features of the
+                                     caption (e.g. a multimodal LLM's hidden states), any length L
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ VIDEO_EXTS = ("mkv", "mp4")
 # Raw ground-truth arrays a sample may carry: the modalities' raw forms plus the flow occlusion mask.
 GT_NAMES = ("depth", "flow", "occlusion", "seg", "pose", "densepose")
 TEXT_MEMBER = "text.safetensors"  # precomputed text embeddings of a sample
+EXTERNAL_MEMBER = "external.safetensors"  # external-encoder features of a sample's caption
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 # field -> (type, meaning)

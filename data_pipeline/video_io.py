@@ -57,12 +57,15 @@ def decode_video(data: bytes, max_frames: int | None = None) -> np.ndarray:
             ok, frame = capture.read()
             if not ok:
                 break
-            frames.append(frame[..., ::-1])
+            frames.append(frame)
     finally:
         capture.release()
     if not frames:
         raise VideoDecodeError(f"no frame could be decoded from {len(data)} bytes")
-    return np.ascontiguousarray(np.stack(frames))
+    out = np.empty((len(frames), *frames[0].shape), np.uint8)  # [T, H, W, 3]
+    for frame, rgb in zip(frames, out):  # written in place: a reversed-channel view would cost a copy per frame
+        cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=rgb)
+    return out
 
 
 def read_video_file(path: str, max_frames: int | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@
 - ``switcher``: modality-adaptive AdaLN-Zero conditioning; ``context``: per-stream text context;
 - ``embed``: 3D patches and timestep embedding; ``rope``: 3D RoPE and stream layouts;
 - ``attention``: flash-attn / SDPA / reference backends; ``layers``: fp32 norms and modulation;
+- ``sequence_parallel``: DeepSpeed-Ulysses token sharding (:meth:`UnityDiT.enable_sequence_parallel`);
 - ``flops``: analytic FLOPs; ``summary``: parameters and FLOPs from the command line;
 - ``codec``, ``text``: video codecs and text encoders; ``config``: :class:`ModelConfig`.
 """

@@ -34,7 +34,7 @@ class SelfAttention(nn.Module):
         """``x [B, S·N, D]``, RoPE tables ``[S·N, Dh/2]`` -> ``[B, S·N, D]``."""
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
-        out = self.attend(q, k, v)  # [B, H, S·N, Dh]
+        out = self.attend(q, k, v)  # [B, H, S·N, Dh]; Ulysses' all-to-all kernel under sequence parallelism
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 

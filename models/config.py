@@ -15,8 +15,10 @@ CHOICES = {
     "timesteps": ("per_stream", "shared"),
     "layout": ("shared", "width", "time"),
     "attention": ("auto", "flash", "sdpa", "math"),
+    "prediction": ("x", "v"),
     "codec": ("pixel", "diffusers"),
-    "text_encoder": ("builtin", "hf", "precomputed"),
+    "text_encoder": ("builtin", "hf", "precomputed", "external"),
+    "external_adapter": ("linear", "queries"),
 }
 
 
@@ -36,6 +38,8 @@ class ModelConfig:
     attention: str = "auto"  # attention backend: auto, flash, sdpa, math
     qk_norm: bool = True  # RMS-normalise queries and keys before attention
     rope_theta: float = 10000.0  # RoPE base frequency
+    prediction: str = "x"  # what the output head predicts: x (the clean stream) or v (the velocity); forward returns v
+    x_min_t: float = 0.05  # prediction=x: v = (x_t - x̂_0) / max(t, x_min_t), bounding the gain at low noise
     grad_checkpointing: bool = False  # recompute block activations in the backward pass to save memory
     # codec
     codec: str = "pixel"  # pixel (uint8 -> [-1, 1]) or diffusers (a local video VAE)
@@ -47,6 +51,11 @@ class ModelConfig:
     text_dim: int = 128  # width of the text embeddings (builtin and precomputed; hf takes its model's)
     text_layers: int = 2  # transformer layers of the builtin text encoder
     text_max_tokens: int = 64  # tokens kept per caption or prompt
+    # external-encoder conditioning (text_encoder=external, models/external.py)
+    external_dim: int = 0  # width of the feature vectors stored in the shards (e.g. an MLLM's hidden size)
+    external_adapter: str = "linear"  # linear (per token) or queries (learned queries + a small transformer)
+    external_queries: int = 32  # learned query tokens of the queries adapter: the context length
+    external_layers: int = 2  # transformer layers of the queries adapter
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
@@ -57,6 +66,8 @@ class ModelConfig:
                      "text_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"'model.{name}' must be positive, got {getattr(self, name)}")
+        if self.text_encoder == "external" and self.external_dim < 1:
+            raise ValueError("'model.external_dim' must be the width of the stored external features (text_encoder=external)")
         if self.hidden % self.heads:
             raise ValueError(f"'model.hidden' ({self.hidden}) must be a multiple of 'model.heads' ({self.heads})")
         if (self.hidden // self.heads) % 2:

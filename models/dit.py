@@ -20,6 +20,7 @@ from .config import ModelConfig
 from .context import InContextLearner
 from .embed import PatchEmbed, unpatchify
 from .rope import rope_tables, stream_positions
+from .sequence_parallel import SequenceParallel
 from .switcher import ModalitySwitcher
 
 
@@ -46,12 +47,25 @@ class UnityDiT(nn.Module):
             for _ in range(config.depth)
         )
         self.final = FinalLayer(config.hidden, in_channels * math.prod(self.patch))
+        self.sequence_parallel: SequenceParallel | None = None
         self.initialize_weights()
 
     @property
     def attention_backend(self) -> str:
         """The attention kernel chosen at build time: flash, sdpa or math."""
         return self.attend.name
+
+    def enable_sequence_parallel(self, group) -> None:
+        """Split every stream's tokens across the ranks of ``group`` (DeepSpeed-Ulysses); None turns it off.
+
+        Every rank of the group must then call ``forward`` with the same inputs; each returns the full
+        output, and its parameter gradients are the part from its own tokens, to be summed over the
+        group (see ``models/sequence_parallel.py``). ValueError when the heads (here) or the tokens per
+        stream (at forward) are not a multiple of the group size.
+        """
+        self.sequence_parallel = None if group is None else SequenceParallel(group, self.config.heads)
+        for block in self.blocks:  # only the joint self-attention: cross-attention is token-local
+            block.attn.attend = self.attend if group is None else self.sequence_parallel.attention(self.attend)
 
     def initialize_weights(self) -> None:
         """DiT's init: xavier linears, normal(0.02) time and modality embeddings, zero modulation and output."""
@@ -70,25 +84,31 @@ class UnityDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.modulation)
 
-    def forward(self, x, modality, t, caption=None, caption_mask=None, prompt=None, prompt_mask=None) -> torch.Tensor:
+    def forward(self, x, modality, t, caption=None, caption_mask=None, prompt=None, prompt_mask=None,
+                layout: str | None = None) -> torch.Tensor:
         """Velocity of every stream.
 
         x ``[B, S, C, T, H, W]``; modality long ``[B, S]`` (registry indices, rgb = 0); t ``[B, S]``
         (0 = clean); caption ``[B, Lc, text_dim]`` + caption_mask bool ``[B, Lc]``; prompt
         ``[B, S, Lp, text_dim]`` + prompt_mask bool ``[B, S, Lp]`` (True = real token). The caption
         is unused with ``in_context: none`` and the prompt unless ``in_context: dual``; those may be None.
+        ``layout`` overrides ``model.layout`` for this call (a visual sentence's streams follow in time).
         Returns ``[B, S, C, T, H, W]`` in the dtype of ``x``.
         """
         self.check_inputs(x, modality, t, caption, caption_mask, prompt, prompt_mask)
         streams, (frames, height, width) = x.shape[1], x.shape[3:]
         grid = (frames // self.patch[0], height // self.patch[1], width // self.patch[2])
 
-        tokens = self.patch_embed(x).to(x.dtype)  # [B, S, N, D]; the residual stream keeps x's dtype
+        sp = self.sequence_parallel
+        local = slice(None) if sp is None else sp.local(math.prod(grid))  # this rank's tokens of each stream
+        tokens = self.patch_embed(x, local).to(x.dtype)  # [B, S, N(/P), D]; the residual stream keeps x's dtype
         c, modulation = self.switcher(t, modality)  # [B, S, D], [B, S, 6, D]
         token_embedding = self.switcher.token_embedding(modality)
         if token_embedding is not None:
             tokens = tokens + token_embedding.to(tokens.dtype)
-        positions = stream_positions(streams, grid, self.config.layout, device=x.device)  # [S·N, 3]
+        positions = stream_positions(streams, grid, layout or self.config.layout, device=x.device)  # [S·N, 3]
+        if sp is not None:  # each kept token keeps its true position
+            positions = positions.view(streams, -1, 3)[:, local].reshape(-1, 3)
         rope = rope_tables(positions, self.head_dim, self.config.rope_theta)
         context, context_mask = (None, None)
         if self.context is not None:
@@ -100,8 +120,13 @@ class UnityDiT(nn.Module):
             else:
                 tokens = block(tokens, modulation, rope, context, context_mask)
 
-        out = self.final(tokens, c)  # [B, S, N, pt·ph·pw·C]
-        return unpatchify(out, self.patch, grid).to(x.dtype)
+        out = self.final(tokens, c)  # [B, S, N(/P), pt·ph·pw·C]
+        if sp is not None:
+            out = sp.gather(out, dim=2)  # all N tokens, every rank's share in order
+        out = unpatchify(out, self.patch, grid)  # [B, S, C, T, H, W]
+        if self.config.prediction == "x":  # the head predicted the clean stream x̂_0: v = (x_t - x̂_0) / t
+            out = (x - out) / t.clamp(min=self.config.x_min_t)[:, :, None, None, None, None].to(out.dtype)
+        return out.to(x.dtype)
 
     def check_inputs(self, x, modality, t, caption, caption_mask, prompt, prompt_mask) -> None:
         """Raise ValueError naming the expected shape of the first input that does not fit."""

@@ -31,8 +31,9 @@ class PatchEmbed(nn.Module):
         self.patch = tuple(patch)
         self.proj = nn.Linear(in_channels * math.prod(patch), hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(patchify(x, self.patch))  # [B, S, N, D]
+    def forward(self, x: torch.Tensor, tokens: slice = slice(None)) -> torch.Tensor:
+        """``[B, S, C, T, H, W]`` -> ``[B, S, N, D]``, or only each stream's ``tokens`` (a sequence-parallel share)."""
+        return self.proj(patchify(x, self.patch)[:, :, tokens])
 
 
 class TimestepEmbedder(nn.Module):

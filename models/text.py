@@ -8,6 +8,8 @@ and padded positions hold zeros.
 - ``hf``: a frozen ``transformers`` encoder (T5 / UMT5 ...) from a local folder.
 - ``precomputed``: embeddings were written into the shards by ``python -m unity.precompute`` and
   the loader yields them as ``batch["text"]``; the encoder only carries ``dim`` and refuses strings.
+- ``external``: captions from feature sequences of another encoder stored in the shards, through a
+  trainable adapter (``models/external.py``); prompts through the builtin encoder.
 """
 
 from __future__ import annotations
@@ -171,6 +173,11 @@ def build_text_encoder(config: ModelConfig, device=None, dtype: torch.dtype | No
         encoder = load_hf_text(config.text_path, config.text_max_tokens, dtype)
     elif config.text_encoder == "precomputed":
         encoder = PrecomputedText(config.text_dim)
+    elif config.text_encoder == "external":
+        from models.external import ExternalConditioner
+
+        encoder = ExternalConditioner(config.external_dim, config.text_dim, config.text_layers, config.text_max_tokens,
+                                      config.external_adapter, config.external_queries, config.external_layers)
     else:
-        raise ValueError(f"unknown text encoder {config.text_encoder!r}; choose builtin, hf or precomputed")
+        raise ValueError(f"unknown text encoder {config.text_encoder!r}; choose builtin, hf, precomputed or external")
     return encoder.to(device) if device is not None else encoder

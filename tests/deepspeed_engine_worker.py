@@ -16,9 +16,10 @@ import torch.distributed as dist
 from torch import nn
 
 from unity.config import load
+from unity.ema import EMA
 from unity.engine import DeepSpeedEngine, PlainEngine
 
-MICRO_BATCH, GRAD_ACCUM = 2, 2
+MICRO_BATCH, GRAD_ACCUM, EMA_DECAY = 2, 2, 0.5
 
 
 def mlp(seed=0):
@@ -32,8 +33,9 @@ def micro_batch(step, micro, rank):
     return torch.randn(MICRO_BATCH, 64, generator=g), torch.randn(MICRO_BATCH, 8, generator=g)
 
 
-def train(engine, steps, poison_rank=None):
-    """One optimizer step per entry of ``steps``; returns this rank's micro-batch losses and the boundary results."""
+def train(engine, steps, poison_rank=None, ema=None):
+    """One optimizer step per entry of ``steps`` (each followed by an EMA update when given); returns
+    this rank's micro-batch losses and the boundary results."""
     losses, results = [], []
     for step in steps:
         for micro in range(GRAD_ACCUM):
@@ -46,19 +48,23 @@ def train(engine, steps, poison_rank=None):
             engine.backward(loss)
             result = engine.step()
         results.append(result)
+        if ema is not None:
+            ema.update(engine.model)
     return losses, results
 
 
 def reference(train_config, steps, world_size):
-    """The plain engine taking each step on the concatenation of all ranks' micro-batches."""
+    """The plain engine taking each step on the concatenation of all ranks' micro-batches; its weights, results and EMA."""
     engine = PlainEngine(mlp(), train_config)
+    ema = EMA(engine.model, EMA_DECAY)
     results = []
     for step in steps:
         parts = [micro_batch(step, micro, rank) for rank in range(world_size) for micro in range(GRAD_ACCUM)]
         x, y = (torch.cat(t) for t in zip(*parts))
         engine.backward(nn.functional.mse_loss(engine.module(x), y))
         results.append(engine.step())
-    return engine.state_dict_consolidated(), results
+        ema.update(engine.model)
+    return engine.state_dict_consolidated(), results, ema.state_dict()
 
 
 def max_difference(a, b):
@@ -72,10 +78,17 @@ def check_stage(stage, out):
                  "train.max_steps=6", "train.grad_clip=0.5", "train.weight_decay=0.1"]
     config = load(overrides=overrides)
     engine = DeepSpeedEngine(mlp(), config.train, micro_batch_size=config.data.batch_size)
-    _, results = train(engine, range(3))
+    ema = EMA(engine.model, EMA_DECAY)
+    _, results = train(engine, range(3), ema=ema)
     # Under ZeRO-3 each rank holds a shard (ds_tensor) of a partitioned parameter.
     partitioned = sum(p.ds_tensor.numel() < p.ds_numel for p in engine.model.parameters() if hasattr(p, "ds_tensor"))
     trained = engine.state_dict_consolidated()
+    averaged = ema.state_dict()  # a collective under ZeRO-3: every rank gathers the shards
+    probe = torch.randn(4, 64, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        with ema.applied(engine.model):
+            output_with_ema = engine.module(probe)
+        output_after = engine.module(probe)
     folder = os.path.join(out, f"zero{stage}_state")
     engine.save_state(folder)
     after_save, _ = train(engine, range(3, 5))
@@ -97,11 +110,18 @@ def check_stage(stage, out):
     dist.all_gather_object(gathered, report)
     if engine.is_main:
         plain_config = load(overrides=overrides + ["train.engine=plain", "train.grad_accum=1"])
-        expected, expected_results = reference(plain_config.train, range(3), engine.world_size)
+        expected, expected_results, expected_ema = reference(plain_config.train, range(3), engine.world_size)
+        single = mlp()
+        single.load_state_dict(averaged)
+        plain = mlp()
+        plain.load_state_dict(trained)
         summary = {
             "world_size": engine.world_size,
             "ranks": gathered,
             "max_difference": max_difference(trained, expected),
+            "ema_max_difference": max_difference(averaged, expected_ema),
+            "ema_forward_difference": (output_with_ema - single(probe)).abs().max().item(),
+            "restored_forward_difference": (output_after - plain(probe)).abs().max().item(),
             "grad_norms": [r["grad_norm"] for r in results],
             "expected_grad_norms": [r["grad_norm"] for r in expected_results],
             "lrs": [r["lr"] for r in results],

@@ -13,8 +13,9 @@ from models.summary import main as summary_main
 from models.summary import parameter_counts, summarize
 
 
-@pytest.mark.parametrize("in_context, attention", [("dual", "math"), ("caption_only", "math"), ("none", "math"),
-                                                   ("dual", "sdpa")])
+# On the math backend, whose attention products are plain matmuls the counter sees. (PyTorch 2.14's
+# FlopCounterMode does not count the fused CPU SDPA kernel at all, so it cannot check that backend.)
+@pytest.mark.parametrize("in_context, attention", [("dual", "math"), ("caption_only", "math"), ("none", "math")])
 def test_analytic_flops_match_the_flop_counter(in_context, attention):
     config = ModelConfig(in_context=in_context, attention=attention)  # the tiny defaults
     model = UnityDiT(config, in_channels=3, text_dim=config.text_dim)

@@ -13,7 +13,7 @@ from unity.config import load
 
 RGB, DEPTH, FLOW = 0, 1, 2
 TEXT_DIM = 16
-SMALL = dict(hidden=32, depth=2, heads=2, patch=[2, 4, 4], attention="math")  # head dim 16
+SMALL = dict(hidden=32, depth=2, heads=2, patch=[2, 4, 4], attention="math", prediction="v")  # head dim 16; raw head output
 
 
 def build(seed=0, perturb=True, **overrides) -> UnityDiT:
@@ -49,11 +49,21 @@ def close(a, b):
     return torch.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_output_is_exactly_zero_at_init():
-    out = build(perturb=False)(**inputs())
+def test_head_output_is_exactly_zero_at_init():
+    out = build(perturb=False, prediction="v")(**inputs())
     assert out.shape == (1, 2, 3, 4, 8, 8)
     assert torch.equal(out, torch.zeros_like(out))
     assert all(torch.equal(b.modulation, torch.zeros_like(b.modulation)) for b in build(perturb=False).blocks)
+
+
+def test_x_prediction_returns_the_velocity_of_the_predicted_clean_stream():
+    args = inputs(t=[[0.0, 0.5]])  # a clean stream (t = 0, divided by x_min_t) and a noised one
+    head = build(prediction="v")(**args)  # the same weights: the output head's raw prediction
+    out = build(prediction="x", x_min_t=0.05)(**args)
+    t = torch.tensor([0.05, 0.5])[None, :, None, None, None, None]
+    assert torch.allclose(out, (args["x"] - head) / t, rtol=1e-5, atol=1e-5)
+    at_init = build(perturb=False, prediction="x")(**args)  # x̂_0 = 0 at init, so v = x_t / t
+    assert torch.allclose(at_init, args["x"] / t)
 
 
 @pytest.mark.parametrize("switcher, changes", [("none", False), ("adaln", True), ("token", True)])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unity.config import CurriculumStage, TaskProbs, TrainConfig, load
-from unity.tasks import Route, TaskRouter, assemble
+from unity.tasks import Route, TaskRouter, assemble, assemble_groups
 
 ALL = ("depth", "flow", "seg", "pose", "densepose")
 
@@ -88,11 +88,13 @@ def test_unavailable_modalities_are_skipped_and_a_stage_without_any_is_an_error(
         TaskRouter(train, ["rgb", "depth"])
 
 
-def test_the_sentence_task_says_what_is_missing():
-    with pytest.raises(NotImplementedError, match="visual sentences need four streams"):
-        TaskRouter(TrainConfig(tasks=TaskProbs(sentence=0.1), curriculum=[]), ALL)
-    with pytest.raises(NotImplementedError, match="visual sentences need four streams"):
-        assemble(batch(), [Route("sentence", "depth")] * 4)
+def test_sentences_are_routed_in_both_directions():
+    router = TaskRouter(TrainConfig(tasks=TaskProbs(cond=0, est=1, joint=0, sentence=1), curriculum=[]), ALL)
+    routes = draws(router, n=2000)
+    sentences = [r for r in routes if r.task == "sentence"]
+    assert 800 < len(sentences) < 1200
+    assert 300 < sum(r.reverse for r in sentences) < 700  # train.sentence_reverse = 0.5
+    assert not any(r.reverse for r in routes if r.task != "sentence")
 
 
 def batch(b=4):
@@ -132,3 +134,36 @@ def test_assemble_reads_precomputed_latents_and_prompt_embeddings():
     assert out["prompt_mask"].tolist() == [[True, True, True, False], [True, True, True, True]]
     assert torch.equal(out["prompt"][0, :3], torch.ones(3, 5)) and torch.equal(out["prompt"][0, 3], torch.zeros(5))
     assert torch.equal(out["prompt"][1], 2 * torch.ones(4, 5))
+
+
+def test_without_auxiliary_modalities_every_route_is_text_to_video_on_one_stream():
+    router = TaskRouter(TrainConfig(), available=[])
+    routes = router.draw(0, 3, torch.Generator().manual_seed(0))
+    assert routes == [Route("t2v", "rgb")] * 3 and router.stage_at(10).tasks == {"t2v": 1.0}
+    data = batch(3)
+    out = assemble(data, routes)
+    assert out["x0"].shape == (3, 1, 3, 2, 4, 4) and torch.equal(out["x0"][:, 0], data["rgb"])
+    assert out["modality"].tolist() == [[0]] * 3 and out["noised"].tolist() == [[True]] * 3
+    with pytest.raises(ValueError, match="cannot mix text-to-video"):
+        assemble(data, [Route("t2v", "rgb"), Route("est", "depth"), Route("est", "depth")])
+
+
+def test_sentences_pair_each_sample_with_the_next_and_form_their_own_group():
+    data = batch()
+    routes = [Route("cond", "depth"), Route("sentence", "depth"), Route("est", "flow"), Route("sentence", "seg", True)]
+    pair, sentence = assemble_groups(data, routes)
+    assert pair["index"] == [0, 2] and pair["x0"].shape == (2, 2, 3, 2, 4, 4) and pair["layout"] is None
+    assert sentence["index"] == [1, 3] and sentence["x0"].shape == (2, 4, 3, 2, 4, 4) and sentence["layout"] == "time"
+    # sample 1 estimates depth with sample 2 as its example: A = rgb2, A' = depth2, B = rgb1, B' = depth1
+    expected = [data["rgb"][2], data["depth"][2], data["rgb"][1], data["depth"][1]]
+    assert all(torch.equal(sentence["x0"][0, k], e) for k, e in enumerate(expected))
+    # sample 3 is reversed (seg -> video) with sample 0 as its example
+    expected = [data["seg"][0], data["rgb"][0], data["seg"][3], data["rgb"][3]]
+    assert all(torch.equal(sentence["x0"][1, k], e) for k, e in enumerate(expected))
+    assert sentence["modality"].tolist() == [[0, 1, 0, 1], [3, 0, 3, 0]]
+    assert sentence["noised"].tolist() == [[False, False, False, True]] * 2
+    assert sentence["prompts"] == ["depth prompt 1", "seg prompt 3"]
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        assemble_groups(batch(1), [Route("sentence", "depth")])
+    with pytest.raises(ValueError, match="different stream counts"):
+        assemble(data, routes)

@@ -15,23 +15,10 @@ import torch
 
 from unity.checkpoint import load_weights
 from unity.config import load
-from unity.trainer import Trainer, build_model
+from unity.network import build_model
+from unity.trainer import Trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def overrides(tmp, data, **extra):
-    """A miniature run: 8-frame 32x32 clips, tiny model, a handful of steps."""
-    base = {
-        "run.dir": str(tmp), "data.root": str(data), "data.synth.train_clips": 12, "data.synth.val_clips": 2,
-        "data.synth.test_clips": 2, "data.synth.shard_size": 4, "data.frames": 8, "data.size": 32,
-        "data.batch_size": 2, "data.num_workers": 0, "data.shuffle_buffer": 4, "model.depth": 2,
-        "train.max_steps": 12, "train.save_every": 3, "train.eval_every": 3, "train.log_every": 1,
-        "train.warmup_steps": 2, "train.curriculum": "[]", "eval.clips": 2, "eval.steps": 2,
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
+from mini_run import ENV, ROOT, overrides
 
 
 def free_port() -> int:
@@ -48,20 +35,6 @@ def records(run_dir):
 def step_records(run_dir):
     """The last training record of every step (a resumed run rewrites the steps after its checkpoint)."""
     return {r["step"]: r for r in records(run_dir) if "loss" in r}
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("data") / "synth"
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_root):
-    runs = tmp_path_factory.mktemp("runs")
-    result = subprocess.run([sys.executable, "train.py", *overrides(runs, data_root), "run.name=full"],
-                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return runs / "full", result
 
 
 def test_run_writes_checkpoints_metrics_and_results(finished_run):
@@ -106,6 +79,8 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(tmp_path, fi
     result = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)  # resume=auto
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr
+    logged = [r["step"] for r in records(tmp_path / "killed") if "loss" in r]
+    assert logged == list(range(1, 13))  # the records after the checkpoint were dropped, then redone once
     steps = step_records(tmp_path / "killed")
     for step in range(1, 13):  # the same losses and samples as the run that was never interrupted
         assert steps[step]["loss"] == reference[step]["loss"], step

@@ -44,7 +44,8 @@ UNFINISHED = (".tmp", ".old")  # suffixes of folders and files a save leaves beh
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict[str, torch.Tensor],
                     ema_state: dict[str, torch.Tensor] | None, state: dict,
-                    save_engine: Callable[[str], None] | None = None, keep_last: int = 3) -> str:
+                    save_engine: Callable[[str], None] | None = None, keep_last: int = 3,
+                    names: tuple[str, str] = ("model", "ema")) -> str:
     """Save ``<run_dir>/checkpoints/step_XXXXXXX`` atomically and point ``latest`` at it; returns its path.
 
     ``model_state`` / ``ema_state``: full weights, used on rank 0 only (other ranks may pass ``{}``).
@@ -52,6 +53,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict[str
     the RNG states of python, numpy and torch are added under ``"rng"`` unless given.
     ``save_engine(folder)`` writes the optimizer / engine state into ``<checkpoint>/engine``.
     ``keep_last`` complete checkpoints are kept (0 keeps all); the one ``latest`` names always is.
+    ``names``: the files' stems for the weights and their EMA (a LoRA run saves ``adapter``, ``adapter_ema``).
 
     Under ``torch.distributed`` every rank must call this (DeepSpeed's own save is collective), with
     a ``run_dir`` on a filesystem all ranks share.
@@ -84,9 +86,9 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict[str
         if save_engine is not None:
             save_engine(str(tmp / "engine"))
         if rank == 0:
-            save_file(_for_safetensors(model_state), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            save_file(_for_safetensors(model_state), str(tmp / f"{names[0]}.safetensors"), metadata={"format": "pt"})
             if ema_state is not None:
-                save_file(_for_safetensors(ema_state), str(tmp / "ema.safetensors"), metadata={"format": "pt"})
+                save_file(_for_safetensors(ema_state), str(tmp / f"{names[1]}.safetensors"), metadata={"format": "pt"})
             saved = {"step": step, "world_size": world_size, "ranks": states}
             (tmp / "state.json").write_text(json.dumps(saved, indent=1))
 
@@ -267,9 +269,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(state)
 
 
-def load_ema(ckpt_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_ema(ckpt_dir: str | os.PathLike, name: str = "ema") -> dict[str, torch.Tensor]:
     """A checkpoint's EMA weights (CPU tensors), for ``EMA.load_state_dict``."""
-    path = Path(ckpt_dir) / "ema.safetensors"
+    path = Path(ckpt_dir) / f"{name}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{ckpt_dir} holds no EMA weights (it was saved with train.ema_decay=0)")
     return load_file(str(path))

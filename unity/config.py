@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from data_pipeline.modalities import NAMES as MODALITY_NAMES
@@ -74,6 +74,7 @@ def _paper_curriculum() -> list[CurriculumStage]:
 class TrainConfig:
     engine: str = "plain"  # plain (one process) or deepspeed
     zero_stage: int = 0  # DeepSpeed ZeRO stage 0-3
+    sequence_parallel: int = 1  # ranks splitting each sample's tokens (DeepSpeed-Ulysses; deepspeed engine only)
     max_steps: int = 1000  # optimizer steps in the run
     lr: float = 3e-4  # peak learning rate
     weight_decay: float = 0.01  # AdamW decay, not applied to norms, biases and embeddings
@@ -88,6 +89,7 @@ class TrainConfig:
     eval_every: int = 250  # steps between validation-loss passes
     log_every: int = 10  # steps between metrics.jsonl / TensorBoard records
     resume: str = "auto"  # auto (latest checkpoint of the run), never, or a checkpoint path
+    init_from: str = ""  # a run or checkpoint whose weights (EMA when saved) start this run; "" = random init
     max_bad_steps: int = 20  # consecutive non-finite losses that stop the run (with a checkpoint)
     caption_dropout: float = 0.1  # probability of an empty caption, for classifier-free guidance
     t_logit_mean: float = 0.0  # mean of the logit-normal flow-matching time
@@ -96,8 +98,22 @@ class TrainConfig:
     t_shift_mode: str = "fixed"  # fixed (t_shift) or resolution (shift grows with tokens per stream)
     peak_tflops: float = 0.0  # device dense bf16 peak for MFU; 0 = look it up
     tasks: TaskProbs = field(default_factory=TaskProbs)  # task probabilities when no curriculum is set
+    sentence_reverse: float = 0.5  # probability that a visual sentence is reversed (modality -> video) rather than estimation
     modalities: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODALITY_NAMES[1:]})  # routing weights
     curriculum: list[CurriculumStage] = field(default_factory=_paper_curriculum)  # stages; empty = no curriculum
+
+
+# attention q/k/v/out and the MLP of every block
+LORA_TARGETS = ("attn.qkv", "attn.proj", "cross_attn.q", "cross_attn.kv", "cross_attn.proj", "mlp.fc1", "mlp.fc2")
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = False  # train LoRA adapters on a frozen base (train.init_from) instead of the whole model
+    rank: int = 8  # LoRA rank r
+    alpha: float = 16.0  # LoRA scale numerator: the update is B A · alpha / r
+    dropout: float = 0.0  # dropout on the LoRA branch's input
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # DiT layers given adapters (name suffixes)
 
 
 @dataclass
@@ -113,6 +129,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)  # the network, codec and text encoder (models/config.py)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)  # LoRA fine-tuning (unity/lora.py)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -187,6 +204,9 @@ def _type_message(error: ValidationError) -> str:
 
 
 def _check_choices(config: DictConfig) -> None:
+    if config.lora.enabled and not config.train.init_from:
+        raise ConfigError("config key 'lora.enabled' needs 'train.init_from' (the run or checkpoint the adapters "
+                          "are trained on), e.g. train.init_from=runs/tiny")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(config, key)
         if value not in allowed:
@@ -195,6 +215,7 @@ def _check_choices(config: DictConfig) -> None:
         OmegaConf.to_object(config.model).validate()
     except ValueError as e:
         raise ConfigError(f"config key {e}") from None
+    _check_sequence_parallel(config)
     auxiliary = MODALITY_NAMES[1:]
     named = [("data.modalities", name) for name in config.data.modalities]
     named += [("train.modalities", name) for name in config.train.modalities]
@@ -209,3 +230,16 @@ def _check_choices(config: DictConfig) -> None:
         values = list(tasks.values())
         if min(values) < 0 or sum(values) <= 0:
             raise ConfigError(f"config key '{key}' needs non-negative probabilities with a positive sum, got {dict(tasks)}")
+
+
+def _check_sequence_parallel(config: DictConfig) -> None:
+    """``train.sequence_parallel``: at least 1; above 1 only on DeepSpeed, with heads it divides (the rank count
+    is checked at launch, ``unity.parallel.check_world_size``)."""
+    size, train = config.train.sequence_parallel, config.train
+    key = f"config key 'train.sequence_parallel' ({size})"
+    if size < 1:
+        raise ConfigError(f"{key} must be at least 1")
+    if size > 1 and train.engine != "deepspeed":
+        raise ConfigError(f"{key} needs train.engine=deepspeed, got {train.engine!r}")
+    if config.model.heads % size:
+        raise ConfigError(f"{key} must divide model.heads ({config.model.heads}): Ulysses splits the heads")

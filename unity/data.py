@@ -8,6 +8,7 @@ import os
 import torch.distributed as dist
 
 from data_pipeline.loader import VideoLoader, make_loader
+from data_pipeline.synthetic import WORLD_VERSION
 from data_pipeline.synthetic.build import build_synthetic
 
 
@@ -35,9 +36,13 @@ def ensure_synthetic_splits(config, is_main: bool = True) -> None:
 
 
 def check_geometry(config, split: str) -> None:
-    """Stop when a split holds clips of another size than ``data.frames`` x ``data.size`` asks for."""
+    """Stop when a synthetic split is from an older world or holds clips of another size than the config asks for."""
     with open(os.path.join(split_dir(config, split), "dataset.json")) as f:
-        args = json.load(f).get("args", {})
+        info = json.load(f)
+    if info.get("source") == "synthetic" and info.get("world", 1) != WORLD_VERSION:
+        raise ValueError(f"{split_dir(config, split)} was rendered by version {info.get('world', 1)} of the synthetic "
+                         f"world, this code renders version {WORLD_VERSION}; delete {config.data.root} to rebuild it")
+    args = info.get("args", {})
     found = (args.get("frames"), args.get("size"))
     if None not in found and found != (config.data.frames, config.data.size):
         raise ValueError(f"{split_dir(config, split)} holds {found[0]}-frame {found[1]}x{found[1]} clips but the config "
@@ -45,12 +50,14 @@ def check_geometry(config, split: str) -> None:
                          "at another folder (it is built when absent) or change the config")
 
 
-def train_loader(config, seed: int) -> VideoLoader:
-    """Endless, resampled batches of the train split (each rank draws its own shards)."""
+def train_loader(config, seed: int, rank: int | None = None) -> VideoLoader:
+    """Endless, resampled batches of the train split (each data-parallel ``rank`` draws its own shards;
+    None = the process rank)."""
     data = config.data
     return make_loader(split_dir(config, "train"), list(data.modalities), data.batch_size, frames=data.frames,
                        size=data.size, crop_scale=tuple(data.crop_scale), shuffle_buffer=data.shuffle_buffer,
-                       resampled=True, num_workers=data.num_workers, seed=seed)
+                       resampled=True, num_workers=data.num_workers, seed=seed, rank=rank,
+                       external=config.model.text_encoder == "external")
 
 
 def fixed_loader(config, split: str, batch_size: int) -> VideoLoader:
@@ -58,4 +65,4 @@ def fixed_loader(config, split: str, batch_size: int) -> VideoLoader:
     data = config.data
     return make_loader(split_dir(config, split), list(data.modalities), batch_size, frames=data.frames,
                        size=data.size, crop_scale=(1.0, 1.0), shuffle_buffer=0, shardshuffle=False,
-                       split_by_node=False)
+                       split_by_node=False, external=config.model.text_encoder == "external")

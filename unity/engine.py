@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .parallel import check_world_size, data_parallel_rank, sequence_parallel_group
 from .schedule import build_scheduler
 
 DEEPSPEED_TAG = "deepspeed"  # sub-folder of save_state's folder holding DeepSpeed's files
@@ -98,10 +99,22 @@ class Engine(ABC):
     autocast_dtype: torch.dtype | None = None
     rank: int = 0
     world_size: int = 1
+    sequence_parallel: int = 1  # ranks per sequence-parallel group (train.sequence_parallel)
+    sequence_group = None  # this rank's sequence-parallel process group, when sequence_parallel > 1
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def data_rank(self) -> int:
+        """Rank among the data-parallel ranks: the ranks of one sequence-parallel group share it (and their samples)."""
+        return data_parallel_rank(self.rank, self.world_size, self.sequence_parallel)[0]
+
+    @property
+    def data_world_size(self) -> int:
+        """Ranks that train on their own samples: ``world_size / sequence_parallel``."""
+        return data_parallel_rank(self.rank, self.world_size, self.sequence_parallel)[1]
 
     @property
     def lr(self) -> float:
@@ -201,6 +214,11 @@ class DeepSpeedEngine(Engine):
     nccl on GPU and gloo on CPU. The optimizer is the plain engine's AdamW with the same groups
     (DeepSpeed's own Adam kernels are compiled extensions), and the LR schedule is stepped here
     rather than by DeepSpeed, which would hold it still on skipped steps.
+
+    With ``train.sequence_parallel = P > 1`` the ranks form groups of ``P`` consecutive ranks
+    (``sequence_group``) that split each sample's tokens and hold partial gradients; the loss is
+    scaled by ``P`` so that DeepSpeed's average over all ranks sums them within each group
+    (``unity/parallel.py``).
     """
 
     def __init__(self, model: nn.Module, train, micro_batch_size: int):
@@ -209,6 +227,10 @@ class DeepSpeedEngine(Engine):
         cuda = torch.cuda.is_available()
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        check_world_size(train, self.world_size)
+        self.sequence_parallel = train.sequence_parallel
+        if self.sequence_parallel > 1:
+            self.sequence_group = sequence_parallel_group(self.sequence_parallel)
         self.autocast_dtype = autocast_dtype(train.precision, "cuda" if cuda else "cpu")
         bf16 = cuda and self.autocast_dtype == torch.bfloat16
         # ZeRO and DeepSpeed's bf16 optimizer compute the global norm, clip and skip non-finite
@@ -229,7 +251,8 @@ class DeepSpeedEngine(Engine):
         self.device = self.module.device
 
     def backward(self, loss: torch.Tensor) -> None:
-        self.module.backward(loss)
+        # DeepSpeed averages over all ranks; x P makes it a sum of the partial gradients of each SP group.
+        self.module.backward(loss * self.sequence_parallel if self.sequence_parallel > 1 else loss)
 
     def step(self) -> dict:
         lr = self.lr

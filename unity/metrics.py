@@ -45,8 +45,21 @@ class MetricsLogger:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.file = open(self.path, "a")
         self.tensorboard = SummaryWriter(os.path.join(run_dir, "tb"))
+
+    def drop_after(self, step: int) -> None:
+        """Forget the records after ``step`` (a run resumed there redoes them; -1 for a fresh start)."""
+        if not self.enabled:
+            return
+        self.file.close()
+        with open(self.path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(self.path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(self.path + ".tmp", self.path)
+        self.file = open(self.path, "a")
 
     def log(self, step: int, values: dict) -> None:
         if not self.enabled:

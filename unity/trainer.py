@@ -18,56 +18,25 @@ from collections import defaultdict
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from models.codec import build_codec
-from models.config import ModelConfig
-from models.dit import UnityDiT
 from models.flops import forward_flops, latent_grid, tokens_per_stream
-from models.text import build_text_encoder
 from unity import checkpoint
-from unity.conditioning import drop_captions, encode_conditioning
+from unity.conditioning import drop_captions, drop_features, encode_conditioning
 from unity.data import ensure_synthetic_splits, fixed_loader, split_dir, train_loader
 from unity.evaluate import depth_report, estimate_disparity, load_depth_clips, mean_map_report, summary_table
 from unity.ema import EMA
 from unity.engine import build_engine
 from unity.flow_matching import flow_matching_loss, noise_streams, resolution_shift, sample_t
 from unity.metrics import MetricsLogger, peak_tflops
-from unity.tasks import TaskRouter, assemble
+from unity.lora import ADAPTER, ADAPTER_EMA, adapter_state, add_lora, load_adapter
+from unity.network import Trained, build_model, load_init
+from unity.pipeline import SamplerSettings
+from unity.tasks import TaskRouter, assemble_groups
 from unity.validation import Validator
 
 log = logging.getLogger(__name__)
-
-
-class TrainModule(nn.Module):
-    """What the engine trains and checkpoints: the DiT and, when it is trainable, the text encoder.
-
-    The training forward goes through this module (called via the engine), so that under ZeRO-3
-    DeepSpeed gathers every parameter it uses. With a frozen text encoder the caller passes the
-    embeddings instead of the texts.
-    """
-
-    def __init__(self, dit: UnityDiT, text: nn.Module | None):
-        super().__init__()
-        self.dit = dit
-        self.text = text
-
-    def forward(self, x, modality, t, captions=None, prompts=None, **embeddings):
-        if self.text is not None:
-            embeddings = encode_conditioning(self.text, captions, prompts, x.shape[1], x.device)
-        return self.dit(x, modality, t, **embeddings)
-
-
-def build_model(config: DictConfig, device) -> tuple[TrainModule, nn.Module, nn.Module]:
-    """(trained module, text encoder, codec). Frozen parts (codec, an hf text encoder) stay outside the module."""
-    model_config: ModelConfig = OmegaConf.to_object(config.model)
-    codec = build_codec(model_config, device)
-    text = build_text_encoder(model_config, device)
-    dit = UnityDiT(model_config, codec.channels, text.dim)
-    trainable_text = text if any(p.requires_grad for p in text.parameters()) else None
-    return TrainModule(dit, trainable_text).to(device), text, codec
 
 
 class Trainer:
@@ -80,19 +49,27 @@ class Trainer:
         torch.manual_seed(config.run.seed)  # the same initial weights on every rank
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
         module, self.text, self.codec = build_model(config, device)
+        if config.train.init_from:
+            log.info("initial weights: %s", load_init(module, config.train.init_from))
+        self.lora = config.lora.enabled
+        if self.lora:  # before the engine: its optimizer takes the adapters only
+            add_lora(module, config.lora)
+        self.weight_names = (ADAPTER, ADAPTER_EMA) if self.lora else ("model", "ema")
         self.engine = build_engine(config, module)
         self.device = self.engine.device
-        self.ema = EMA(self.engine.model, config.train.ema_decay) if config.train.ema_decay > 0 else None
-        if self.ema is not None and config.train.engine == "deepspeed" and config.train.zero_stage == 3:
-            log.warning("no EMA under ZeRO-3 (each rank holds only a shard of the weights); "
-                        "evaluation uses the trained weights")
-            self.ema = None
+        self.ema = EMA(self.engine.model, config.train.ema_decay, trainable_only=self.lora) if config.train.ema_decay > 0 else None
         self.router = TaskRouter(config.train, available=list(config.data.modalities))
-        self.generator = torch.Generator().manual_seed(config.run.seed * 1000 + self.engine.rank)
-        self.loader = train_loader(config, seed=config.run.seed * 1000 + self.engine.rank)
+        if self.engine.sequence_group is not None:  # the ranks of a group split each sample's tokens
+            self.engine.model.dit.enable_sequence_parallel(self.engine.sequence_group)
+        # Seeded by the data-parallel rank: the ranks of a sequence-parallel group draw the same samples,
+        # routes, times and noise (each rank is its own data rank without sequence parallelism).
+        data_rank = self.engine.data_rank
+        self.generator = torch.Generator().manual_seed(config.run.seed * 1000 + data_rank)
+        self.loader = train_loader(config, seed=config.run.seed * 1000 + data_rank, rank=data_rank)
         # Every rank validates and evaluates (ZeRO-3 needs all ranks in each forward); the main rank reports.
+        routes_sentences = config.train.tasks.sentence > 0 or any(s.tasks.sentence > 0 for s in config.train.curriculum)
         self.validator = Validator(fixed_loader(config, "val", config.data.batch_size), config.data.modalities,
-                                   self.codec, seed=config.run.seed)
+                                   self.codec, seed=config.run.seed, sentences=routes_sentences)
         self.metrics = MetricsLogger(self.run_dir, enabled=self.engine.is_main)
         self._throughput_constants()
         self.step, self.state, self._test_clips = 0, {}, None
@@ -101,17 +78,18 @@ class Trainer:
                 f.write(OmegaConf.to_yaml(config, resolve=True))
 
     def _throughput_constants(self) -> None:
-        """Tokens and training FLOPs per sample (3x forward; 4x with activation checkpointing) and the device peak."""
+        """Tokens and model FLOPs per training sample (3x forward: MFU leaves activation recompute out) and the device peak."""
         data, model = self.config.data, OmegaConf.to_object(self.config.model)
         ct = self.codec.temporal
         grid = latent_grid(data.frames, data.size, data.size, (ct, self.codec.spatial, self.codec.spatial))
-        self.tokens_per_sample = 2 * tokens_per_stream(model, grid)
-        forward = forward_flops(model, self.codec.channels, self.text.dim, grid, streams=2,
+        streams = 2 if data.modalities else 1  # rgb and the routed modality; rgb alone for text-to-video
+        self.tokens_per_sample = streams * tokens_per_stream(model, grid)
+        forward = forward_flops(model, self.codec.channels, self.text.dim, grid, streams=streams,
                                 caption_tokens=model.text_max_tokens, prompt_tokens=model.text_max_tokens)["total"]
-        self.flops_per_sample = forward * (4 if model.grad_checkpointing else 3)
+        self.flops_per_sample = 3 * forward
         self.peak = peak_tflops(self.device, self.config.train.peak_tflops) * 1e12
         train = self.config.train
-        self.t_shift = train.t_shift if train.t_shift_mode == "fixed" else resolution_shift(self.tokens_per_sample // 2)
+        self.t_shift = train.t_shift if train.t_shift_mode == "fixed" else resolution_shift(self.tokens_per_sample // streams)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -119,8 +97,10 @@ class Trainer:
         state = {"step": self.step, "loader": self.loader.state_dict(), "generator": self.generator.get_state().tolist(),
                  "rng": checkpoint.rng_state(), "config_hash": self._config_hash(), **self.state}
         weights = self.engine.state_dict_consolidated()
+        if self.lora:  # the base is train.init_from's: only the adapters are this run's
+            weights = adapter_state(weights)
         checkpoint.save_checkpoint(self.run_dir, self.step, weights, self.ema.state_dict() if self.ema else None,
-                                   state, save_engine=self.engine.save_state)
+                                   state, save_engine=self.engine.save_state, names=self.weight_names)
 
     def _config_hash(self) -> str:
         """Hash of the config, leaving out what a resume may legitimately change."""
@@ -129,48 +109,65 @@ class Trainer:
             config["train"].pop(key)
         return checkpoint.config_hash(config)
 
-    def maybe_resume(self) -> None:
+    def maybe_resume(self) -> bool:
+        """Continue from the checkpoint ``train.resume`` names, if any; True when resumed."""
         path = checkpoint.resolve_resume(self.run_dir, self.config.train.resume)
         if path is None:
-            return
+            return False
         state = checkpoint.read_state(path)
         if state.get("config_hash") != self._config_hash():
             log.warning("resuming %s with a config that differs from the one it was saved with", path)
         if self.config.train.engine == "plain":  # DeepSpeed's own state carries the (sharded) weights
-            checkpoint.load_weights(self.engine.model, os.path.join(path, "model.safetensors"))
+            load = load_adapter if self.lora else checkpoint.load_weights
+            load(self.engine.model, os.path.join(path, f"{self.weight_names[0]}.safetensors"))
         self.engine.load_state(os.path.join(path, "engine"))
         if self.ema is not None:
-            self.ema.load_state_dict(checkpoint.load_ema(path))
+            self.ema.load_state_dict(checkpoint.load_ema(path, self.weight_names[1]))
         self.loader.load_state_dict(state["loader"])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         checkpoint.set_rng_state(state["rng"])
         self.step = state["step"]
         self.state = {k: state[k] for k in ("val_loss_first", "step0") if k in state}
         log.info("resumed from %s at step %d", path, self.step)
+        return True
 
     # ------------------------------------------------------------------ one step
 
     def micro_step(self, batch: dict) -> dict:
-        """Route, noise, forward and backward one micro-batch, then let the engine step; returns its metrics."""
+        """Route, noise, forward and backward one micro-batch, then let the engine step; returns its metrics.
+
+        Samples with different stream counts (two-stream tasks, sentences) run as separate model calls
+        whose losses are summed before one backward.
+        """
         train = self.config.train
         n = len(batch["key"])
         routes = self.router.draw(self.step, n, self.generator)
-        streams = assemble(batch, routes)
-        x0 = torch.stack([self.codec.encode_normalized(streams["x0"][:, s].to(self.device))
-                          for s in range(streams["x0"].shape[1])], dim=1)  # [B, S, C, T, H, W]
+        groups = assemble_groups(batch, routes)
         t = sample_t(n, self.generator, train.t_logit_mean, train.t_logit_std, self.t_shift).to(self.device)
-        noise = torch.randn(x0.shape, generator=self.generator).to(self.device)
-        noised = streams["noised"].to(self.device)
-        x_t, t_streams, target = noise_streams(x0, noised, t, noise)
+        for group in groups:
+            group["x0"] = torch.stack([self.codec.encode_normalized(group["x0"][:, s].to(self.device))
+                                       for s in range(group["x0"].shape[1])], dim=1)  # [G, S, C, T, H, W]
+            group["noise"] = torch.randn(group["x0"].shape, generator=self.generator).to(self.device)
         captions = drop_captions(batch["caption"], train.caption_dropout, self.generator)
-        if self.engine.model.text is not None:
-            text_inputs = {"captions": captions, "prompts": streams["prompts"]}
-        else:
-            with torch.no_grad():
-                text_inputs = encode_conditioning(self.text, captions, streams["prompts"], x0.shape[1], self.device)
-        with self.engine.dtype_context():
-            v = self.engine.module(x_t, streams["modality"].to(self.device), t_streams, **text_inputs)
-        per_sample = flow_matching_loss(v.float(), target, noised)  # [B]
+        per_sample = torch.zeros(n, device=self.device)  # [B]
+        for group in groups:
+            index = torch.tensor(group["index"], device=self.device)
+            noised = group["noised"].to(self.device)
+            x_t, t_streams, target = noise_streams(group["x0"], noised, t[index], group["noise"])
+            group_captions = [captions[i] for i in group["index"]]
+            features = None
+            if "external" in batch:  # the caption's external features, cleared where the caption was dropped
+                features = drop_features(tuple(f[group["index"]] for f in batch["external"]), group_captions)
+            if self.engine.model.text is not None:
+                text_inputs = {"captions": group_captions, "prompts": group["prompts"], "features": features}
+            else:
+                with torch.no_grad():
+                    text_inputs = encode_conditioning(self.text, group_captions, group["prompts"], x_t.shape[1],
+                                                      self.device, features)
+            with self.engine.dtype_context():
+                v = self.engine.module(x_t, group["modality"].to(self.device), t_streams, layout=group["layout"],
+                                       **text_inputs)
+            per_sample = per_sample.index_put((index,), flow_matching_loss(v.float(), target, noised))
         loss = per_sample.mean()
         finite = bool(torch.isfinite(loss))
         if finite:
@@ -207,34 +204,25 @@ class Trainer:
         return self.validator(model.dit, (model.text if model.text is not None else self.text), self.device, self.engine.dtype_context)
 
     def evaluate_depth(self, use_ema: bool = True) -> dict[str, float]:
-        """Depth estimation metrics on the test split (main rank), with the EMA weights when asked and kept."""
+        """Depth estimation metrics on the test split, with the EMA weights when asked and kept (every rank: ZeRO-3 needs all in a forward)."""
         evaluation = self.config.eval
         if self._test_clips is None:
             self._test_clips = load_depth_clips(split_dir(self.config, evaluation.split), evaluation.clips)
         model = self.engine.model
-        with self._weights(use_ema and self.ema is not None):
-            predictions = estimate_disparity(model.dit, (model.text if model.text is not None else self.text), self.codec, self._test_clips,
-                                             evaluation.steps, self.device, seed=self.config.run.seed)
+        ema = use_ema and self.ema is not None
+        trained = Trained(self.config, model, model.text if model.text is not None else self.text, self.codec,
+                          checkpoint="", weights="ema" if ema else "model", device=self.device)
+        with self.ema.applied(model) if ema else contextlib.nullcontext():
+            predictions = estimate_disparity(trained, self._test_clips,
+                                             SamplerSettings(steps=evaluation.steps, seed=self.config.run.seed))
         return depth_report(predictions, self._test_clips)
-
-    @contextlib.contextmanager
-    def _weights(self, ema: bool):
-        """Temporarily swap the EMA weights into the trained module."""
-        if not ema:
-            yield
-            return
-        backup = {k: v.detach().clone() for k, v in self.engine.model.state_dict().items()}
-        self.ema.copy_to(self.engine.model)
-        try:
-            yield
-        finally:
-            self.engine.model.load_state_dict(backup)
 
     # ------------------------------------------------------------------ the loop
 
     def fit(self) -> dict:
         train = self.config.train
-        self.maybe_resume()
+        resumed = self.maybe_resume()
+        self.metrics.drop_after(self.step if resumed else -1)
         if self.step == 0:
             values = self.validate()
             self.state["val_loss_first"] = values["val/loss"]
@@ -249,7 +237,7 @@ class Trainer:
             bad_in_row = bad_in_row + 1 if metrics.pop("bad") else 0
             self.step += 1
             now = time.perf_counter()
-            window.append((len(keys) * self.engine.world_size, now - last))
+            window.append((len(keys) * self.engine.data_world_size, now - last))  # a sample once per SP group
             last = now
             window = window[-20:]
             samples_per_s = sum(s for s, _ in window) / sum(d for _, d in window)
@@ -259,7 +247,7 @@ class Trainer:
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{speed['samples_per_s']:.1f}",
                             mfu=f"{speed['mfu']:.1%}")
             if self.step % train.log_every == 0 or self.step == train.max_steps:
-                all_keys = gather_keys(keys)  # collective: every rank logs at the same steps
+                all_keys = gather_keys(keys, self.engine.sequence_parallel)  # collective: all ranks log together
                 self.metrics.log(self.step, {**metrics, **speed, "bad_steps_in_row": bad_in_row, "keys": all_keys})
             if bad_in_row >= train.max_bad_steps:
                 self.save()
@@ -276,13 +264,18 @@ class Trainer:
         return self.state
 
 
-def gather_keys(keys: list[str]) -> list[str]:
-    """The sample keys of this step on every rank, rank by rank (for the metrics record)."""
+def gather_keys(keys: list[str], sequence_parallel: int = 1) -> list[str]:
+    """The sample keys of this step on every data-parallel rank, rank by rank (for the metrics record).
+
+    Raises RuntimeError when the ranks of a sequence-parallel group did not train on the same samples.
+    """
     if not (dist.is_available() and dist.is_initialized()):
         return list(keys)
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, list(keys))
-    return [key for rank_keys in gathered for key in rank_keys]
+    if any(rank_keys != gathered[rank - rank % sequence_parallel] for rank, rank_keys in enumerate(gathered)):
+        raise RuntimeError(f"the ranks of a sequence-parallel group trained on different samples: {gathered}")
+    return [key for rank_keys in gathered[::sequence_parallel] for key in rank_keys]
 
 
 def train(config: DictConfig) -> dict:

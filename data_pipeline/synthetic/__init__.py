@@ -7,6 +7,6 @@ parameters, a caption and per-modality prompts.
 """
 
 from .render import SyntheticClip, render_clip
-from .scene import SPLITS
+from .scene import SPLITS, WORLD_VERSION
 
-__all__ = ["SPLITS", "SyntheticClip", "render_clip"]
+__all__ = ["SPLITS", "WORLD_VERSION", "SyntheticClip", "render_clip"]

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from data_pipeline.modalities import MODALITIES
 from data_pipeline.schema import SCHEMA_VERSION, gt_member, video_member
-from data_pipeline.synthetic import SPLITS, SyntheticClip, render_clip
+from data_pipeline.synthetic import SPLITS, WORLD_VERSION, SyntheticClip, render_clip
 from data_pipeline.video_io import encode_video
 from data_pipeline.writer import ShardWriter, npy_bytes
 
@@ -57,6 +57,7 @@ def clip_to_sample(clip: SyntheticClip, key: str, split: str, seed: int, with_gt
         "height": h,
         "width": w,
         "source": "synthetic",
+        "world": WORLD_VERSION,
         "split": split,
         "modalities": list(MODALITIES),
         "ext": EXT,
@@ -103,6 +104,7 @@ def build_synthetic(
     workers = max(1, min(workers or os.cpu_count() or 1, clips))
     info = {
         "source": "synthetic",
+        "world": WORLD_VERSION,
         "split": split,
         "args": {"clips": clips, "frames": frames, "size": size, "seed": seed, "with_gt": with_gt},
     }

@@ -84,13 +84,21 @@ def _rotate_z(vectors: np.ndarray, angles: np.ndarray) -> np.ndarray:
     return np.stack([c * x - s * y, s * x + c * y, vectors[..., 2]], axis=-1)
 
 
-def camera_path(motion: str, eye: np.ndarray, target: np.ndarray, times: np.ndarray, rate: float):
+def roll_about_forward(rotation: np.ndarray, angle: float) -> np.ndarray:
+    """Turn camera-to-world rotations ``[T, 3, 3]`` by ``angle`` radians about their optical axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return rotation @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def camera_path(motion: str, eye: np.ndarray, target: np.ndarray, times: np.ndarray, rate: float,
+                roll: float = 0.0):
     """Per-frame ``(rotation [T, 3, 3], centre [T, 3])`` of a scripted motion.
 
     ``eye`` and ``target`` give the view at the middle of the clip; the motion runs at a
     constant ``rate`` (radians per second for pans and orbits, metres per second for dollies)
     on either side of it, so the clip is centred on the sampled view. "pan left" turns the
-    camera to its left; "orbit left" moves it to its left around the target.
+    camera to its left; "orbit left" moves it to its left around the target. ``roll`` (radians)
+    tilts the horizon for the whole clip.
     """
     if motion not in CAMERA_MOTIONS:
         raise ValueError(f"unknown camera motion {motion!r}; choose from {CAMERA_MOTIONS}")
@@ -108,4 +116,4 @@ def camera_path(motion: str, eye: np.ndarray, target: np.ndarray, times: np.ndar
     elif motion.startswith("orbit"):
         # The camera's left is clockwise around the target seen from above.
         eye = target + _rotate_z(eye - target, -sign * rate * s)
-    return look_at(eye, target), eye
+    return roll_about_forward(look_at(eye, target), roll), eye

@@ -22,6 +22,7 @@ from .primitives import BOX, ELLIPSOID, local_bounds
 
 SPLITS = ("train", "val", "test", "zeroshot")
 FPS = 8.0
+WORLD_VERSION = 2  # bumped whenever a seed renders a different clip; recorded in dataset.json
 BACKDROP_RADIUS = 13.0  # metres from the middle of the camera path; bounds the far depth
 MIN_CLEARANCE = 1.3  # metres between the camera and any object's bounding sphere
 
@@ -46,6 +47,12 @@ OBJECT_MOTIONS = {"box": ("static", "sliding", "spinning"), "sphere": ("static",
 MOTION_ODDS = (0.5, 0.35, 0.15)
 PERSON_MOTIONS = {"walking": 0.7, "jogging": 0.15, "waving": 0.15}
 # Camera motion speeds: radians per second for pans and orbits, metres per second for dollies.
+# Camera placement: varied height, pitch (through the target height) and roll, and distances that
+# bring objects close, so that no single depth map fits every view.
+CAMERA_DISTANCE = (3.5, 7.0)  # metres from the scene centre, horizontally
+CAMERA_HEIGHT = (0.9, 2.8)  # metres above the ground
+TARGET_HEIGHT = (0.3, 1.4)  # height of the point looked at, metres
+CAMERA_ROLL_DEG = 20.0  # roll drawn uniformly in +-this many degrees
 CAMERA_RATES = {"static": (0.0, 0.0), "pan": (0.1, 0.18), "dolly": (0.5, 0.9), "orbit": (0.15, 0.3)}
 OBJECT_COLORS = [c for c in COLORS if c != "gray"]
 SKIN_TONES = ((0.93, 0.75, 0.62), (0.80, 0.58, 0.42), (0.55, 0.38, 0.26), (0.36, 0.24, 0.16))
@@ -232,11 +239,12 @@ def _sample_camera(rng, times, centres, radii):
     """Camera motion, per-frame eye ``[T, 3]`` and rotation ``[T, 3, 3]`` keeping clear of objects."""
     for attempt in range(60):
         motion = str(rng.choice(CAMERA_MOTIONS)) if attempt < 50 else "static"
-        distance = rng.uniform(4.5, 6.5) if attempt < 50 else 8.5
+        distance = rng.uniform(*CAMERA_DISTANCE) if attempt < 50 else 8.5
         azimuth = rng.uniform(0, 2 * np.pi)
-        eye = np.array([distance * np.cos(azimuth), distance * np.sin(azimuth), rng.uniform(1.3, 2.2)])
-        target = np.array([*rng.uniform(-0.5, 0.5, size=2), rng.uniform(0.6, 1.0)])
-        rotation, eye = camera_path(motion, eye, target, times, rng.uniform(*CAMERA_RATES[motion.split()[0]]))
+        eye = np.array([distance * np.cos(azimuth), distance * np.sin(azimuth), rng.uniform(*CAMERA_HEIGHT)])
+        target = np.array([*rng.uniform(-0.5, 0.5, size=2), rng.uniform(*TARGET_HEIGHT)])
+        roll = np.radians(rng.uniform(-CAMERA_ROLL_DEG, CAMERA_ROLL_DEG))
+        rotation, eye = camera_path(motion, eye, target, times, rng.uniform(*CAMERA_RATES[motion.split()[0]]), roll)
         gaps = np.linalg.norm(centres - eye[None], axis=-1) - radii[:, None]  # [P, T]
         if gaps.size == 0 or gaps.min() >= MIN_CLEARANCE:
             break

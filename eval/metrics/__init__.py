@@ -1,5 +1,27 @@
-"""Metrics of estimated modalities against their ground truth."""
+"""Metrics of estimated modalities against their ground truth, in plain NumPy.
 
+- ``depth``: AbsRel, δ1, RMSE after per-video affine alignment in disparity (DepthCrafter protocol).
+- ``flow``: end-point error and KITTI Fl-all of forward flow.
+- ``seg``: semantic mIoU over one confusion matrix, and YouTube-VIS mask mAP (COCO AP, track IoU).
+- ``densepose``: body-part accuracy, part mIoU and (u, v) error of IUV maps.
+- ``pose``: PCK@0.1 (bounding-box normalised) with people matched per frame.
+
+Per-video results average with ``mean_over_videos``.
+"""
+
+from eval.metrics.densepose import densepose_metrics
 from eval.metrics.depth import depth_metrics, mean_over_videos
+from eval.metrics.flow import flow_metrics
+from eval.metrics.pose import pck
+from eval.metrics.seg import mask_map, miou, per_class_iou
 
-__all__ = ["depth_metrics", "mean_over_videos"]
+__all__ = [
+    "densepose_metrics",
+    "depth_metrics",
+    "flow_metrics",
+    "mask_map",
+    "mean_over_videos",
+    "miou",
+    "pck",
+    "per_class_iou",
+]
