@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from data_pipeline.loader import _resize, _to_unit
+from data_pipeline.decode import _resize, _to_unit
 from models.config import ModelConfig
 from models.flops import forward_flops
 

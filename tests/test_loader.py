@@ -18,7 +18,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from data_pipeline import loader as loader_module
+from data_pipeline import decode as decode_module
 from data_pipeline.loader import make_loader, worker_quota
 from data_pipeline.video_io import decode_video, encode_video
 from data_pipeline.writer import ShardWriter
@@ -263,7 +263,7 @@ def test_restarted_loader_yields_the_same_next_batches(flawed_set, num_workers, 
 def test_restart_skips_samples_without_decoding_them(dataset, monkeypatch):
     root, _ = dataset
     decoded = []
-    monkeypatch.setattr(loader_module, "decode_video", lambda data: decoded.append(1) or decode_video(data))
+    monkeypatch.setattr(decode_module, "decode_video", lambda data: decoded.append(1) or decode_video(data))
     loader = make_loader(root, ["depth"], 2, frames=4, seed=1)
     iterator = iter(loader)
     for _ in range(4):

@@ -4,6 +4,7 @@ bad inputs are one-line errors."""
 import io
 import shutil
 import tarfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -74,6 +75,17 @@ def test_a_sentence_takes_three_context_clips(tmp_path, finished_run, data_root,
     for name in ("A", "A_prime", "B", "B_prime"):
         assert read_video_file(str(tmp_path / "sentence" / f"{name}.mp4")).shape == (8, 32, 32, 3)
     assert np.load(tmp_path / "sentence" / "depth.npy").shape == (8, 32, 32)  # B' read back as disparity
+
+    # mixed context: an image pair (first frames as PNGs) shows the task for the video B
+    images = []
+    for path in (first_rgb, first_depth):
+        images.append(str(tmp_path / (Path(path).stem + ".png")))
+        cv2.imwrite(images[-1], read_video_file(path)[0, ..., ::-1])
+    code, _, err = run(capsys, "--ckpt", str(finished_run[0]), "--task", "sentence", "--context", *images, second_rgb,
+                       "--steps", "1", "--out", str(tmp_path / "image_context"))
+    assert code == 0, err
+    a = read_video_file(str(tmp_path / "image_context" / "A.mp4"))
+    assert np.abs(a[0].astype(int) - a[-1]).mean() < 3  # the image held still (up to mp4 coding)
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, finished_run, capsys):

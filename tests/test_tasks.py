@@ -95,6 +95,12 @@ def test_sentences_are_routed_in_both_directions():
     assert 800 < len(sentences) < 1200
     assert 300 < sum(r.reverse for r in sentences) < 700  # train.sentence_reverse = 0.5
     assert not any(r.reverse for r in routes if r.task != "sentence")
+    assert not any(r.image_context for r in routes)  # train.sentence_image_context = 0 by default
+
+    mixed = TrainConfig(tasks=TaskProbs(cond=0, est=1, joint=0, sentence=1), curriculum=[], sentence_image_context=0.25)
+    routes = draws(TaskRouter(mixed, ALL), n=2000)
+    assert 150 < sum(r.image_context for r in routes if r.task == "sentence") < 350
+    assert not any(r.image_context for r in routes if r.task != "sentence")
 
 
 def batch(b=4):
@@ -165,5 +171,12 @@ def test_sentences_pair_each_sample_with_the_next_and_form_their_own_group():
     assert sentence["prompts"] == ["depth prompt 1", "seg prompt 3"]
     with pytest.raises(ValueError, match="at least 2 samples"):
         assemble_groups(batch(1), [Route("sentence", "depth")])
+    # image context: the example pair is sample 2's first frame held still, B and B' stay videos
+    data["rgb"][2, :, 1] += 5
+    [image] = assemble_groups(data, [Route("est", "depth"), Route("sentence", "depth", image_context=True),
+                                     Route("est", "depth"), Route("est", "depth")])[1:]
+    a = image["x0"][0, 0]  # [C, T, H, W]
+    assert torch.equal(a[:, 1], data["rgb"][2, :, 0]) and not torch.equal(a[:, 1], data["rgb"][2, :, 1])
+    assert torch.equal(image["x0"][0, 2], data["rgb"][1])
     with pytest.raises(ValueError, match="different stream counts"):
         assemble(data, routes)

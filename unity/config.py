@@ -99,6 +99,7 @@ class TrainConfig:
     peak_tflops: float = 0.0  # device dense bf16 peak for MFU; 0 = look it up
     tasks: TaskProbs = field(default_factory=TaskProbs)  # task probabilities when no curriculum is set
     sentence_reverse: float = 0.5  # probability that a visual sentence is reversed (modality -> video) rather than estimation
+    sentence_image_context: float = 0.0  # probability that a sentence's context pair (A, A') is one frame held still
     modalities: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODALITY_NAMES[1:]})  # routing weights
     curriculum: list[CurriculumStage] = field(default_factory=_paper_curriculum)  # stages; empty = no curriculum
 

@@ -6,7 +6,8 @@
 - ``joint``: ``--prompt`` -> RGB and the modality together;
 - ``t2v``: ``--prompt`` -> RGB alone (one stream);
 - ``sentence``: ``--context A A' B`` (three videos: rgb, modality, rgb; with ``--reverse`` modality,
-  rgb, modality) -> B', a visual sentence (UniVid): the first pair shows the task.
+  rgb, modality) -> B', a visual sentence (UniVid): the first pair shows the task; A and A' may be
+  images (.png, .jpg), held still as the mixed image-to-video context.
 
 Inputs are fitted to the run's clip shape (first frames, short side scaled, centre crop). Writes one
 ``.mp4`` per stream and ``strip.png`` (input rows, then output rows, frames left to right) per
@@ -35,6 +36,7 @@ from unity.sentences import stream_names
 from unity.sampler import METHODS
 
 TASKS = ("estimate", "generate", "joint", "t2v", "sentence")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
 
 def fit_clip(video: np.ndarray, frames: int, size: int, nearest: bool = False, name: str = "video") -> np.ndarray:
@@ -54,13 +56,19 @@ def fit_clip(video: np.ndarray, frames: int, size: int, nearest: bool = False, n
 
 
 def read_input(path: str, modality: str, frames: int, size: int) -> np.ndarray:
-    """A video file, or for an auxiliary modality a raw ``.npy`` rendered by the registry, fitted to the clip."""
+    """A video file, an image (held still), or for an auxiliary modality a raw ``.npy`` rendered by the
+    registry, fitted to the clip."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     if path.endswith(".npy"):
         if modality == "rgb":
             raise ValueError(f"{path}: an RGB input must be a video file, not .npy")
         video = MODALITIES[modality].encode(np.load(path), {})
+    elif path.lower().endswith(IMAGE_EXTS):  # an image: one frame held still
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{path}: not a readable image")
+        video = np.repeat(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None], frames, axis=0)
     else:
         video = read_video_file(path)
     return fit_clip(video, frames, size, nearest=modality in CATEGORICAL, name=path)

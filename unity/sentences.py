@@ -4,7 +4,9 @@ A sentence pairs two clips that carry the same modality: the context pair (A, A�
 partner clip and (B, B′) from the sample itself. In the forward direction the sentence estimates
 the modality (A = rgb₁, A′ = m₁, B = rgb₂, B′ = m₂); reversed it generates video from the modality
 (A = m₁, A′ = rgb₁, B = m₂, B′ = rgb₂). Only B′ is noised and supervised. The streams are laid out
-one after another in time (RoPE layout ``time``), as UniVid concatenates a sentence's clips.
+one after another in time (RoPE layout ``time``), as UniVid concatenates a sentence's clips. In
+mixed context (``train.sentence_image_context``) the example pair is one frame held still: an image
+pair shows the task for a video.
 """
 
 from __future__ import annotations
@@ -30,18 +32,27 @@ def stream_names(modality: str, reverse: bool) -> tuple[str, str, str, str]:
     return first, second, first, second
 
 
+def still(video: torch.Tensor) -> torch.Tensor:
+    """The first frame of ``video [C, T, H, W]`` held for all T frames: an image as a clip."""
+    return video[:, :1].expand_as(video)
+
+
 def sentence_streams(videos: dict, indices: list[int], modalities: list[str], reverses: list[bool],
-                     partner: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+                     partner: list[int], images: list[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``x0 [G, 4, C, T, H, W]`` and ``modality [G, 4]`` for the samples ``indices`` of a batch.
 
     ``videos``: ``{stream: [B, C, T, H, W]}`` of the whole batch; ``partner[i]``: the clip giving
-    sample ``i`` its context pair.
+    sample ``i`` its context pair; ``images``: per sample, whether that pair is one frame held still
+    (mixed context: an image pair shows the task for a video).
     """
     x0, ids = [], []
-    for i, modality, reverse in zip(indices, modalities, reverses):
+    for i, modality, reverse, image in zip(indices, modalities, reverses, images or [False] * len(indices)):
         names = stream_names(modality, reverse)
         sources = (partner[i], partner[i], i, i)
-        x0.append(torch.stack([videos[name][j] for name, j in zip(names, sources)]))
+        streams = [videos[name][j] for name, j in zip(names, sources)]
+        if image:
+            streams[:2] = [still(video) for video in streams[:2]]
+        x0.append(torch.stack(streams))
         ids.append([MODALITIES[name].index for name in names])
     device = x0[0].device
     return torch.stack(x0), torch.tensor(ids, device=device)

@@ -32,6 +32,7 @@ class Route:
     task: str
     modality: str
     reverse: bool = False  # sentence only: the modality leads (A = modality, A' = rgb), so B' is video
+    image_context: bool = False  # sentence only: A and A' are one frame held still (an image pair for video B)
 
 
 class Stage(NamedTuple):
@@ -65,6 +66,7 @@ class TaskRouter:
         available = tuple(available)
         self.spans = []
         self.sentence_reverse = float(getattr(train, "sentence_reverse", 0.5))
+        self.sentence_image = float(getattr(train, "sentence_image_context", 0.0))
         if not available:
             return
         wrong = [name for name in available if name not in NAMES[1:]]
@@ -102,6 +104,9 @@ class TaskRouter:
         if any(route.task == "sentence" for route in routes):  # drawn only then: other runs' draws stay as they were
             reverse = (torch.rand(n, generator=generator) < self.sentence_reverse).tolist()
             routes = [Route(r.task, r.modality, r.task == "sentence" and rev) for r, rev in zip(routes, reverse)]
+            if self.sentence_image > 0:
+                image = (torch.rand(n, generator=generator) < self.sentence_image).tolist()
+                routes = [Route(r.task, r.modality, r.reverse, r.task == "sentence" and im) for r, im in zip(routes, image)]
         return routes
 
     def _span(self, step: int) -> _Span:
@@ -159,7 +164,8 @@ def assemble_groups(batch: dict, routes: list[Route]) -> list[dict]:
     if kinds["sentence"]:
         index = kinds["sentence"]
         x0, modality = sentences.sentence_streams(videos, index, [routes[i].modality for i in index],
-                                                  [routes[i].reverse for i in index], sentences.partners(len(routes)))
+                                                  [routes[i].reverse for i in index], sentences.partners(len(routes)),
+                                                  [routes[i].image_context for i in index])
         groups.append({"index": index, "x0": x0, "modality": modality, "layout": sentences.LAYOUT,
                        "noised": torch.tensor([sentences.NOISED] * len(index), device=rgb.device)})
     for group in groups:
