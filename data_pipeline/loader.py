@@ -1,6 +1,6 @@
-"""Training batches from webdataset shards (DESIGN §4): shard split, shuffling, decoding, random
-frame windows and crops (or precomputed latents and text embeddings), skipping of bad samples, and
-a resumable position.
+"""Training batches from webdataset shards (DESIGN §4): shard split, shuffling, per-sample decoding
+(``decode.py``: frame windows and crops, or precomputed latents and text embeddings), batching,
+skipping of bad samples, and a resumable position.
 
 Every random choice is a function of ``(seed, epoch, rank, worker, raw position)`` and never of
 torch's per-worker seeds, so a loader restarted from :meth:`VideoLoader.state_dict` yields exactly
