@@ -13,7 +13,6 @@ entry in its json; a sample without features is left out and counted. Train on t
 from __future__ import annotations
 
 import json
-import os
 
 import torch
 from safetensors.torch import save
@@ -21,32 +20,25 @@ from tqdm import tqdm
 
 from data_pipeline.check import iter_samples, list_shards
 from data_pipeline.schema import EXTERNAL_MEMBER
-from data_pipeline.writer import ShardWriter
+from data_pipeline.writer import derived_set
 
 
 def add_external(data: str, features: dict[str, torch.Tensor], out: str, source: str = "given",
                  progress: bool = True) -> dict:
     """Write ``data``'s samples with their ``features`` (sample key -> ``[L, W]``) as new shards in ``out``;
     ``source`` is recorded in the json. Returns the new dataset.json."""
-    if os.path.abspath(out) == os.path.abspath(data):
-        raise ValueError("--out must differ from --data: external features go into new shards")
-    if os.path.exists(os.path.join(out, "dataset.json")):
-        raise FileExistsError(f"{out} already holds a dataset.json; remove the folder or choose another --out")
     widths = {tuple(x.shape[1:]) for x in features.values() if x.ndim == 2 and len(x)}
     bad = [key for key, x in features.items() if x.ndim != 2 or len(x) == 0]
     if bad or len(widths) != 1:
         problem = f"{bad[0]!r} has shape {list(features[bad[0]].shape)}" if bad else f"widths {sorted(widths)}"
         raise ValueError(f"the {source} features must map sample keys to [L, W] tensors (L >= 1) of one width W; {problem}")
     [(width,)] = widths
-    paths, listed = list_shards(data)
-    with open(os.path.join(data, "dataset.json")) as f:
-        source = json.load(f)
-    kept = {k: v for k, v in source.items() if k not in ("schema", "shards", "samples", "created")}
     info = {"dim": width, "source": source}
-    prefix = os.path.basename(paths[0]).rsplit("-", 1)[0] if paths else "shard"
+    paths, total, writer = derived_set(data, out)
+    writer.info["external"] = info
     missing = 0
-    bar = tqdm(total=sum(listed.values()), desc="external", unit="clip", disable=not progress)
-    with bar, ShardWriter(out, prefix, max(listed.values(), default=64), {**kept, "external": info}) as writer:
+    bar = tqdm(total=total, desc="external", unit="clip", disable=not progress)
+    with bar, writer:
         for path in paths:
             for key, members in iter_samples(path):
                 bar.update()
@@ -56,7 +48,7 @@ def add_external(data: str, features: dict[str, torch.Tensor], out: str, source:
                 meta = {**json.loads(members["json"]), "external": info}
                 tensor = features[key].contiguous()
                 writer.write({**members, "json": meta, EXTERNAL_MEMBER: save({"features": tensor})})
-        writer.info.update(source_data=os.path.abspath(data), without_features=missing)
+        writer.info["without_features"] = missing
     if writer.dataset["samples"] == 0:
         raise ValueError(f"no sample key of {data} has {source} features; their keys look like {next(iter(features), None)!r}")
     return writer.dataset

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import webdataset as wds
 
+from data_pipeline.check import list_shards
 from data_pipeline.schema import SCHEMA_VERSION, expected_members, validate_meta
 
 
@@ -108,3 +109,22 @@ class ShardWriter:
         os.replace(self._tmp_path, os.path.join(self.out_dir, self._name))
         self.shards.append({"name": self._name, "samples": self._count})
         self._tar = self._file = None
+
+
+def derived_set(data: str, out: str) -> tuple[list[str], int, ShardWriter]:
+    """Start a new set in ``out`` made from every sample of the set ``data`` (precompute, external features).
+
+    Returns the source's shard paths, its listed sample count and a writer with its shard prefix and
+    size, whose dataset.json keeps the source's description and records ``source_data``.
+    """
+    if os.path.abspath(out) == os.path.abspath(data):
+        raise ValueError("--out must differ from --data: the new set is written as new shards")
+    if os.path.exists(os.path.join(out, "dataset.json")):
+        raise FileExistsError(f"{out} already holds a dataset.json; remove the folder or choose another --out")
+    paths, listed = list_shards(data)
+    with open(os.path.join(data, "dataset.json")) as f:
+        kept = {k: v for k, v in json.load(f).items() if k not in ("schema", "shards", "samples", "created")}
+    prefix = os.path.basename(paths[0]).rsplit("-", 1)[0] if paths else "shard"
+    writer = ShardWriter(out, prefix, max(listed.values(), default=64),
+                         {**kept, "source_data": os.path.abspath(data)})
+    return paths, sum(listed.values()), writer

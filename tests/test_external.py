@@ -66,7 +66,7 @@ def test_loader_pads_the_features_of_a_batch(external_root, data_root, caplog):
 def test_cli_writes_features_and_names_bad_input(tmp_path, data_root, capsys):
     assert data_main(["external", "--data", str(data_root / "val"), "--out", str(tmp_path / "a"), "--random", "8"]) == 0
     listing = json.loads((tmp_path / "a" / "dataset.json").read_text())
-    assert listing["external"]["dim"] == 8 and listing["samples"] == 2
+    assert listing["external"] == {"dim": 8, "source": "random (width 8)"} and listing["samples"] == 2
     assert data_main(["external", "--data", str(data_root / "val"), "--out", str(tmp_path / "a"), "--random", "8"]) == 2
     assert "already holds a dataset.json" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"

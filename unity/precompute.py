@@ -32,10 +32,10 @@ from omegaconf import OmegaConf
 from safetensors.torch import save, save_file
 from tqdm import tqdm
 
-from data_pipeline.check import iter_samples, list_shards
+from data_pipeline.check import iter_samples
 from data_pipeline.schema import TEXT_MEMBER, latent_member, video_member
 from data_pipeline.video_io import decode_video
-from data_pipeline.writer import ShardWriter
+from data_pipeline.writer import derived_set
 from models.codec import Codec, build_codec
 from models.config import ModelConfig
 from models.text import TextEncoder, build_text_encoder
@@ -88,13 +88,7 @@ def precompute(data: str, out: str, config: ModelConfig, device: str | torch.dev
     if config.text_encoder == "precomputed":
         raise ValueError("precompute needs a text encoder that reads strings: set model.text_encoder=hf "
                          "(with model.text_path) or builtin")
-    if os.path.abspath(out) == os.path.abspath(data):
-        raise ValueError("--out must differ from --data: precompute writes new shards")
-    if os.path.exists(os.path.join(out, "dataset.json")):
-        raise FileExistsError(f"{out} already holds a dataset.json; remove the folder or choose another --out")
-    paths, listed = list_shards(data)
-    with open(os.path.join(data, "dataset.json")) as f:
-        source = json.load(f)
+    paths, total, writer = derived_set(data, out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     codec = build_codec(config, device, dtype)
     torch.manual_seed(seed)
@@ -102,12 +96,10 @@ def precompute(data: str, out: str, config: ModelConfig, device: str | torch.dev
     info = {"codec": config.codec, "codec_path": config.codec_path, "text_encoder": config.text_encoder,
             "text_path": config.text_path, "text_dim": encoder.dim,
             "latent_dtype": LATENT_DTYPE, "text_dtype": TEXT_DTYPE}
-    kept = {k: v for k, v in source.items() if k not in ("schema", "shards", "samples", "created")}
-    prefix = os.path.basename(paths[0]).rsplit("-", 1)[0] if paths else "shard"
-    shard_size = max(listed.values(), default=64)
+    writer.info["precomputed"] = info
     skipped = 0
-    bar = tqdm(total=sum(listed.values()), desc="precompute", unit="clip", disable=not progress)
-    with torch.no_grad(), bar, ShardWriter(out, prefix, shard_size, {**kept, "precomputed": info}) as writer:
+    bar = tqdm(total=total, desc="precompute", unit="clip", disable=not progress)
+    with torch.no_grad(), bar, writer:
         for path in paths:
             for key, members in iter_samples(path):
                 try:
@@ -118,7 +110,7 @@ def precompute(data: str, out: str, config: ModelConfig, device: str | torch.dev
                 bar.update()
         [(x, mask)] = encode_texts(encoder, [""])
         save_file({"caption": x, "caption_mask": mask}, os.path.join(out, NULL_TEXT))
-        writer.info.update(source_data=os.path.abspath(data), skipped=skipped, null_text=NULL_TEXT)
+        writer.info.update(skipped=skipped, null_text=NULL_TEXT)
     return writer.dataset
 
 
