@@ -5,7 +5,7 @@ A sweep file names a base config, overrides shared by every variant, and the var
 step budget, then is evaluated with ``python -m eval.unibench`` on the test split; the per-task
 validation-loss curves come from its ``metrics.jsonl``. Writes ``<out>/<sweep>/table.md`` (a
 paper-style table), ``convergence.png`` (validation loss against step, one line per variant) and
-``summary.json``, and with ``--record`` appends the table to ``benchmarks/RESULTS.md``.
+``summary.json``, and with ``--record`` adds the table to the Ablations section of ``benchmarks/RESULTS.md``.
 
 Sweep file::
 
@@ -22,7 +22,6 @@ Sweep file::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.plot import line_plot  # noqa: E402
+from benchmarks.record import record_section  # noqa: E402
 
 # Column name -> (label, path into the variant's summary, higher is better).
 COLUMNS = {
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/ablations", help="parent folder of the sweep's runs")
     parser.add_argument("--only", nargs="+", default=None, help="run these variants only")
     parser.add_argument("--resume", action="store_true", help="reuse variants that already have a summary.json")
-    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="add the table to its section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     try:
         sweep = load_sweep(args.sweep)
@@ -194,10 +194,8 @@ def main(argv=None) -> int:
         figure = ROOT / "benchmarks" / "figures" / f"{sweep['name']}_convergence.png"
         figure.parent.mkdir(exist_ok=True)
         shutil.copyfile(out / "convergence.png", figure)
-        command = "python benchmarks/ablations.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(f"\n### {sweep.get('title', sweep['name'])}\n\n{datetime.date.today()}, 2-core CPU: `{command}`\n\n"
-                    f"{text}\n\n![{sweep['name']} convergence](figures/{figure.name})\n")
+        record_section("ablations.py", sweep.get("title", sweep["name"]),
+                       f"{text}\n\n![{sweep['name']} convergence](figures/{figure.name})", argv)
     return 0
 
 

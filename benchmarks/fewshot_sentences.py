@@ -13,7 +13,6 @@ the mean training disparity map of the base's data.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import record_section  # noqa: E402
 from data_pipeline.benchmark import load_clips, training_prior  # noqa: E402
 from data_pipeline.modalities import MODALITIES  # noqa: E402
 from eval.metrics.depth import depth_metrics, mean_over_videos  # noqa: E402
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="held-out clips with depth ground truth")
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--steps", type=int, default=1, help="sampler steps (1 = the posterior-mean estimate)")
-    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="add the table to its section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     clips = load_clips(args.data, args.clips)
     settings = SamplerSettings(steps=args.steps)
@@ -76,10 +76,8 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     print(table)
     if args.record:
-        command = "python benchmarks/fewshot_sentences.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(f"\n### Few-shot visual sentences (UniVid)\n\n{datetime.date.today()}, 2-core CPU: `{command}` "
-                    f"({len(clips)} held-out sentences; adapter: `{adapted.checkpoint}`)\n\n{table}\n")
+        record_section("fewshot_sentences.py", "Few-shot visual sentences (UniVid)", table, argv,
+                       f" ({len(clips)} held-out sentences; adapter: `{adapted.checkpoint}`)")
     return 0
 
 

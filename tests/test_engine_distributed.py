@@ -7,32 +7,18 @@ stage's report. The first DeepSpeed run on a machine compiles its CPU shared-mem
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from two_ranks import run_two_ranks
+
 STAGES = (0, 1, 2, 3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("deepspeed")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={free_port()}", os.path.join(ROOT, "tests", "deepspeed_engine_worker.py"),
-               "--out", str(out), "--stages", ",".join(map(str, STAGES))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    run_two_ranks("deepspeed_engine_worker.py", "--out", str(out), "--stages", ",".join(map(str, STAGES)))
     return {stage: json.loads((out / f"zero{stage}.json").read_text()) for stage in STAGES}
 
 

@@ -8,20 +8,16 @@ machine compiles it, about 80 s; see tests/test_engine_distributed.py).
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from data_pipeline.loader import make_loader
-from test_engine_distributed import free_port
 from test_loader import write_set
+from two_ranks import run_two_ranks
 from unity.config import ConfigError, load
 from unity.parallel import check_world_size, data_parallel_rank
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = (0, 1, 2, 3)
 VARIANTS = ("dual_width_x", "checkpointing", "token_time_v")
 
@@ -29,12 +25,7 @@ VARIANTS = ("dual_width_x", "checkpointing", "token_time_v")
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("sequence_parallel")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={free_port()}", os.path.join(ROOT, "tests", "sequence_parallel_worker.py"),
-               "--out", str(out), "--stages", ",".join(map(str, STAGES))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    run_two_ranks("sequence_parallel_worker.py", "--out", str(out), "--stages", ",".join(map(str, STAGES)))
     model = json.loads((out / "model.json").read_text())
     return model, {stage: json.loads((out / f"zero{stage}.json").read_text()) for stage in STAGES}
 

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ from unity.network import build_model
 from unity.trainer import Trainer
 
 from mini_run import ENV, ROOT, overrides
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from two_ranks import free_port
 
 
 def records(run_dir):
