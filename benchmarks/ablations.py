@@ -14,7 +14,7 @@ Sweep file::
     base: configs/tiny.yaml
     overrides: [train.max_steps=300, train.eval_every=50]
     variants:
-      conditional only: [train.curriculum=[], train.tasks.cond=1, train.tasks.est=0, train.tasks.joint=0]
+      conditional only: [routing.curriculum=[], routing.tasks.cond=1, routing.tasks.est=0, routing.tasks.joint=0]
       unified: []
     columns: [val/loss/cond, val/loss/est, val/loss/joint, est.depth.abs_rel]
 """

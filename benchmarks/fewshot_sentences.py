@@ -25,9 +25,9 @@ from benchmarks.record import record_section  # noqa: E402
 from data_pipeline.benchmark import load_clips, training_prior  # noqa: E402
 from data_pipeline.modalities import MODALITIES  # noqa: E402
 from eval.metrics.depth import depth_metrics, mean_over_videos  # noqa: E402
-from unity.network import load_trained  # noqa: E402
-from unity.pipeline import SamplerSettings, run_task  # noqa: E402
-from unity.sentences import partners  # noqa: E402
+from unity.inference.loading import load_trained  # noqa: E402
+from unity.inference.pipeline import SamplerSettings, run_task  # noqa: E402
+from unity.method.sentences import partners  # noqa: E402
 
 DEPTH = MODALITIES["depth"]
 
@@ -43,7 +43,7 @@ def sentence_depth(trained, clips, settings) -> list[np.ndarray]:
 
 
 def direct_depth(trained, clips, settings) -> list[np.ndarray]:
-    out = run_task(trained, "estimate", "depth", [c.caption for c in clips], rgb=np.stack([c.videos["rgb"] for c in clips]),
+    out = run_task(trained, "est", "depth", [c.caption for c in clips], rgb=np.stack([c.videos["rgb"] for c in clips]),
                    prompts=[c.prompts["depth"] for c in clips], settings=settings)["depth"]
     return [DEPTH.decode(video) for video in out]
 

@@ -48,9 +48,9 @@ from torch.utils.checkpoint import checkpoint  # noqa: E402
 from models.dit import UnityDiT  # noqa: E402
 from models.flops import forward_flops, latent_grid, tokens_per_stream  # noqa: E402
 from unity.config import load  # noqa: E402
-from unity.engine import autocast_dtype, build_optimizer  # noqa: E402
-from unity.flow_matching import flow_matching_loss, noise_streams  # noqa: E402
-from unity.metrics import measured_cpu_tflops, peak_tflops  # noqa: E402
+from unity.train.engine import autocast_dtype, build_optimizer  # noqa: E402
+from unity.method.flow_matching import flow_matching_loss, noise_streams  # noqa: E402
+from unity.train.metrics import measured_cpu_tflops, peak_tflops  # noqa: E402
 
 from benchmarks.record import MARKER as RECORD_MARKER  # noqa: E402, F401 - re-exported for the tests
 from benchmarks.record import RESULTS, env_prefix, insert_row  # noqa: E402
@@ -118,7 +118,7 @@ def resolve(args) -> dict:
                                           geometry["compression"]))
     geometry["x"] = [geometry["batch"], geometry["streams"], geometry["channels"], *geometry["latent"]]
     ckpt_blocks = model.depth if model.grad_checkpointing else min(args.ckpt_blocks or 0, model.depth)
-    return dict(model=model, train=config.train, geometry=geometry, overrides=overrides, ckpt_blocks=ckpt_blocks)
+    return dict(model=model, train=config.train, optim=config.optim, geometry=geometry, overrides=overrides, ckpt_blocks=ckpt_blocks)
 
 
 def synthetic_inputs(model_config, geometry: dict, device, seed: int = 0) -> dict:
@@ -158,9 +158,9 @@ class Bench:
         torch.manual_seed(seed)
         self.model = UnityDiT(self.config, self.geometry["channels"], self.config.text_dim).to(device).train()
         try:
-            self.optimizer, self.fused = build_optimizer(self.model, resolved["train"], fused=fused), fused
+            self.optimizer, self.fused = build_optimizer(self.model, resolved["optim"], fused=fused), fused
         except (RuntimeError, TypeError):  # no fused AdamW for this device / dtype
-            self.optimizer, self.fused = build_optimizer(self.model, resolved["train"], fused=False), False
+            self.optimizer, self.fused = build_optimizer(self.model, resolved["optim"], fused=False), False
         if compile_blocks:
             for block in self.model.blocks:
                 block.compile()  # in place: parameter names unchanged

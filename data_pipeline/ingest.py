@@ -1,4 +1,4 @@
-"""Cut real videos into shard samples (DESIGN §4): resample fps and size, add optical flow and the
+"""Cut real videos into shard samples (docs/architecture.md, "Data"): resample fps and size, add optical flow and the
 streams of optional local estimators.
 
 Every video file under a folder is decoded with OpenCV, resampled to the target fps by taking the

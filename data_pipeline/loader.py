@@ -1,4 +1,4 @@
-"""Training batches from webdataset shards (DESIGN §4): shard split, shuffling, per-sample decoding
+"""Training batches from webdataset shards (docs/architecture.md, "Data"): shard split, shuffling, per-sample decoding
 (``decode.py``: frame windows and crops, or precomputed latents and text embeddings), batching,
 skipping of bad samples, and a resumable position.
 

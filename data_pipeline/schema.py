@@ -1,4 +1,4 @@
-"""The shard sample format (DESIGN §4): member names, the sample json and its validation.
+"""The shard sample format (docs/architecture.md, "Data"): member names, the sample json and its validation.
 
 One sample is a group of tar members sharing a key without dots::
 

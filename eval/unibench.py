@@ -41,8 +41,8 @@ from eval import vbench
 from eval.vbench_models import load_backbone
 from eval.report import format_tables, write_report
 from eval.scores import score_agreement, score_predictions
-from unity.network import Trained, find_checkpoint, load_trained
-from unity.pipeline import SamplerSettings, clip_shape, run_task
+from unity.inference.loading import Trained, find_checkpoint, load_trained
+from unity.inference.pipeline import SamplerSettings, run_task
 
 SPLITS = ("test", "zeroshot")
 AUXILIARY = tuple(MODALITIES)[1:]
@@ -70,7 +70,7 @@ class Bench:
         return scores
 
     def estimate(self, modality: str, rgb: np.ndarray, clips: list[BenchmarkClip]) -> np.ndarray:
-        return run_task(self.trained, "estimate", modality, [c.caption for c in clips], rgb=rgb,
+        return run_task(self.trained, "est", modality, [c.caption for c in clips], rgb=rgb,
                         prompts=[c.prompts.get(modality, MODALITIES[modality].prompt) for c in clips],
                         settings=self.est, features=clip_features(clips))[modality]
 
@@ -103,7 +103,7 @@ class Bench:
             result["estimation"][modality] = rows
             bar.update()
 
-            generated = run_task(self.trained, "generate", modality, captions, control=truth, settings=self.gen,
+            generated = run_task(self.trained, "cond", modality, captions, control=truth, settings=self.gen,
                                  features=features)["rgb"]
             result["generation"][modality] = {
                 "model": {"fidelity": score_predictions(modality, self.estimate(modality, generated, clips), clips),
@@ -142,7 +142,7 @@ def find_splits(data: Path) -> dict[str, Path]:
 
 
 def check_clips(clips: list[BenchmarkClip], trained: Trained, folder: Path) -> None:
-    frames, size = clip_shape(trained)
+    frames, size = trained.clip_shape
     shape = clips[0].videos["rgb"].shape if clips else None
     if shape != (frames, size, size, 3):
         raise ValueError(f"{folder} holds clips of shape {shape} but the model was trained on {frames}x{size}x{size}; "

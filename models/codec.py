@@ -1,4 +1,4 @@
-"""Codecs: map 3-channel uint8 videos to the model's space and back (DESIGN §2).
+"""Codecs: map 3-channel uint8 videos to the model's space and back (docs/architecture.md, "The network").
 
 ``pixel`` scales to [-1, 1] with no compression; ``diffusers`` wraps a frozen video VAE that
 ``diffusers`` loads from a local folder (e.g. Wan2.1's ``AutoencoderKLWan``) and normalises its

@@ -6,20 +6,8 @@ live in ``configs/model/<size>.yaml``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-# Field -> allowed values, for the fields that take one of a fixed set.
-CHOICES = {
-    "switcher": ("adaln", "token", "none"),
-    "in_context": ("dual", "caption_only", "none"),
-    "timesteps": ("per_stream", "shared"),
-    "layout": ("shared", "width", "time"),
-    "attention": ("auto", "flash", "sdpa", "math"),
-    "prediction": ("x", "v"),
-    "codec": ("pixel", "diffusers"),
-    "text_encoder": ("builtin", "hf", "precomputed", "external"),
-    "external_adapter": ("linear", "queries"),
-}
+from dataclasses import dataclass, field, fields
+from typing import Literal, get_args, get_origin, get_type_hints
 
 
 @dataclass
@@ -31,37 +19,37 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # MLP hidden width / D
     patch: list[int] = field(default_factory=lambda: [4, 8, 8])  # 3D patch (pt, ph, pw) in codec space
     num_modalities: int = 6  # rows of the modality embedding (the data registry's modalities)
-    switcher: str = "adaln"  # modality switcher: adaln (paper), token (released code), none
-    in_context: str = "dual"  # cross-attention context: dual (caption for rgb, prompt for others), caption_only, none
-    timesteps: str = "per_stream"  # modulation from each stream's own t, or one t shared by the sample's streams
-    layout: str = "shared"  # RoPE offsets of the streams: shared grid, side by side in width, or in time
-    attention: str = "auto"  # attention backend: auto, flash, sdpa, math
+    switcher: Literal["adaln", "token", "none"] = "adaln"  # modality switcher: adaln (paper), token (released code), none
+    in_context: Literal["dual", "caption_only", "none"] = "dual"  # cross-attention context: dual (caption for rgb, prompt for others), caption_only, none
+    timesteps: Literal["per_stream", "shared"] = "per_stream"  # modulation from each stream's own t, or one t shared by the sample's streams
+    layout: Literal["shared", "width", "time"] = "shared"  # RoPE offsets of the streams: shared grid, side by side in width, or in time
+    attention: Literal["auto", "flash", "sdpa", "math"] = "auto"  # attention backend: auto, flash, sdpa, math
     qk_norm: bool = True  # RMS-normalise queries and keys before attention
     rope_theta: float = 10000.0  # RoPE base frequency
-    prediction: str = "x"  # what the output head predicts: x (the clean stream) or v (the velocity); forward returns v
+    prediction: Literal["x", "v"] = "x"  # what the output head predicts: x (the clean stream) or v (the velocity); forward returns v
     x_min_t: float = 0.05  # prediction=x: v = (x_t - x̂_0) / max(t, x_min_t), bounding the gain at low noise
     grad_checkpointing: bool = False  # recompute block activations in the backward pass to save memory
     # codec
-    codec: str = "pixel"  # pixel (uint8 -> [-1, 1]) or diffusers (a local video VAE)
+    codec: Literal["pixel", "diffusers"] = "pixel"  # pixel (uint8 -> [-1, 1]) or diffusers (a local video VAE)
     codec_path: str = ""  # local diffusers VAE folder, for codec=diffusers
     codec_batch: int = 1  # clips per VAE call (codec=diffusers): more is faster, fewer bounds memory
     # text encoder
-    text_encoder: str = "builtin"  # builtin (byte-level, trainable), hf (local transformers T5/UMT5), precomputed
+    text_encoder: Literal["builtin", "hf", "precomputed", "external"] = "builtin"  # builtin (byte-level, trainable), hf (local transformers T5/UMT5), precomputed
     text_path: str = ""  # local transformers encoder folder, for text_encoder=hf
     text_dim: int = 128  # width of the text embeddings (builtin and precomputed; hf takes its model's)
     text_layers: int = 2  # transformer layers of the builtin text encoder
     text_max_tokens: int = 64  # tokens kept per caption or prompt
     # external-encoder conditioning (text_encoder=external, models/external.py)
     external_dim: int = 0  # width of the feature vectors stored in the shards (e.g. an MLLM's hidden size)
-    external_adapter: str = "linear"  # linear (per token) or queries (learned queries + a small transformer)
+    external_adapter: Literal["linear", "queries"] = "linear"  # linear (per token) or queries (learned queries + a small transformer)
     external_queries: int = 32  # learned query tokens of the queries adapter: the context length
     external_layers: int = 2  # transformer layers of the queries adapter
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value cannot work."""
-        for name, allowed in CHOICES.items():
+        for name, allowed in choices(ModelConfig).items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"'model.{name}' is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+                raise ValueError(f"'model.{name}' is {getattr(self, name)!r}; choose one of {', '.join(map(str, allowed))}")
         for name in ("hidden", "depth", "heads", "num_modalities", "codec_batch", "text_dim", "text_layers",
                      "text_max_tokens"):
             if getattr(self, name) < 1:
@@ -75,3 +63,9 @@ class ModelConfig:
             raise ValueError(f"'model.hidden' / 'model.heads' (the head dimension, {head_dim}) must be even for RoPE")
         if len(self.patch) != 3 or min(self.patch) < 1:
             raise ValueError(f"'model.patch' must be three positive ints (pt, ph, pw), got {list(self.patch)}")
+
+
+def choices(schema) -> dict[str, tuple]:
+    """Field name -> allowed values, for the fields of a dataclass typed as ``Literal``."""
+    hints = get_type_hints(schema)
+    return {f.name: get_args(hints[f.name]) for f in fields(schema) if get_origin(hints[f.name]) is Literal}

@@ -1,4 +1,4 @@
-"""Text encoders: captions and modality prompts -> token embeddings for cross-attention (DESIGN §2).
+"""Text encoders: captions and modality prompts -> token embeddings for cross-attention (docs/architecture.md, "The network").
 
 Every encoder maps ``list[str]`` to ``(embeddings [B, L, dim], mask [B, L])`` with ``mask`` True
 on real tokens; ``L`` is the longest text of the batch after truncation to ``text_max_tokens``,
@@ -160,24 +160,3 @@ def load_hf_text(path: str, max_tokens: int, dtype: torch.dtype | None = None) -
     model = cls.from_pretrained(model_folder, local_files_only=True, dtype=dtype or torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
     return HFTextEncoder(tokenizer, model, max_tokens)
-
-
-def build_text_encoder(config: ModelConfig, device=None, dtype: torch.dtype | None = None) -> TextEncoder:
-    """The encoder named by ``config.text_encoder`` on ``device``.
-
-    ``dtype`` is the hf model's weight dtype (float32 by default); embeddings come out float32 either way.
-    """
-    if config.text_encoder == "builtin":
-        encoder = BuiltinTextEncoder(config.text_dim, config.text_layers, config.text_max_tokens)
-    elif config.text_encoder == "hf":
-        encoder = load_hf_text(config.text_path, config.text_max_tokens, dtype)
-    elif config.text_encoder == "precomputed":
-        encoder = PrecomputedText(config.text_dim)
-    elif config.text_encoder == "external":
-        from models.external import ExternalConditioner
-
-        encoder = ExternalConditioner(config.external_dim, config.text_dim, config.text_layers, config.text_max_tokens,
-                                      config.external_adapter, config.external_queries, config.external_layers)
-    else:
-        raise ValueError(f"unknown text encoder {config.text_encoder!r}; choose builtin, hf, precomputed or external")
-    return encoder.to(device) if device is not None else encoder

@@ -1,11 +1,24 @@
-"""Fixtures shared across test files: one miniature training run (data and checkpoints) per session."""
+"""Fixtures shared across test files (one miniature training run per session) and the `slow` marker.
+
+Layout: ``unit/`` (fast, in-process), ``integration/`` (end to end: training runs, CLIs, several
+ranks; every test there is marked ``slow``), ``helpers/`` (shared code and rank workers, not tests).
+"""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mini_run import ENV, ROOT, overrides
+
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if INTEGRATION in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Sample a trained model: ``python -m unity.sample --ckpt RUN_OR_CKPT --task estimate|generate|joint ...``.
 
-- ``estimate``: ``--video`` (an RGB video file) -> the ``--modality`` stream (and its raw decode, ``.npy``);
-- ``generate``: ``--control`` (a modality video, or a raw ``.npy`` encoded through the registry) and
+Tasks by their registry names or aliases (``unity.method.tasks``):
+
+- ``est`` / ``estimate``: ``--video`` (an RGB video file) -> the ``--modality`` stream (and its raw decode, ``.npy``);
+- ``cond`` / ``generate``: ``--control`` (a modality video, or a raw ``.npy`` encoded through the registry) and
   ``--prompt`` -> RGB;
 - ``joint``: ``--prompt`` -> RGB and the modality together;
 - ``t2v``: ``--prompt`` -> RGB alone (one stream);
@@ -22,86 +24,25 @@ import os
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from data_pipeline.benchmark import CATEGORICAL
 from data_pipeline.modalities import MODALITIES
 from data_pipeline.precomputed import read_external
-from data_pipeline.preview import film_strip, write_image
 from data_pipeline.schema import EXTERNAL_MEMBER
-from data_pipeline.video_io import VideoDecodeError, encode_video, read_video_file
-from unity.pipeline import SamplerSettings, clip_shape, run_task, task_streams
-from unity.sentences import stream_names
-from unity.sampler import METHODS
-
-TASKS = ("estimate", "generate", "joint", "t2v", "sentence")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
-
-
-def fit_clip(video: np.ndarray, frames: int, size: int, nearest: bool = False, name: str = "video") -> np.ndarray:
-    """The first ``frames`` frames of ``video [T, H, W, 3]``, short side scaled to ``size``, centre-cropped square."""
-    if len(video) < frames:
-        raise ValueError(f"{name} has {len(video)} frames; the model needs at least {frames}")
-    out = []
-    for frame in video[:frames]:
-        h, w = frame.shape[:2]
-        scale = size / min(h, w)
-        new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-        interpolation = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        frame = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
-        top, left = (new_h - size) // 2, (new_w - size) // 2
-        out.append(frame[top : top + size, left : left + size])
-    return np.ascontiguousarray(np.stack(out))
-
-
-def read_input(path: str, modality: str, frames: int, size: int) -> np.ndarray:
-    """A video file, an image (held still), or for an auxiliary modality a raw ``.npy`` rendered by the
-    registry, fitted to the clip."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.endswith(".npy"):
-        if modality == "rgb":
-            raise ValueError(f"{path}: an RGB input must be a video file, not .npy")
-        video = MODALITIES[modality].encode(np.load(path), {})
-    elif path.lower().endswith(IMAGE_EXTS):  # an image: one frame held still
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"{path}: not a readable image")
-        video = np.repeat(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None], frames, axis=0)
-    else:
-        video = read_video_file(path)
-    return fit_clip(video, frames, size, nearest=modality in CATEGORICAL, name=path)
-
-
-def write_outputs(out: Path, streams: dict[str, np.ndarray], task: str, modality: str, fps: float,
-                  reverse: bool = False) -> list[Path]:
-    """Per sample: ``<stream>.mp4``, the raw decode of an estimated modality and ``strip.png``; returns the folders."""
-    names, _, flags = task_streams(task, modality, reverse)
-    generated = dict(zip(names, flags))
-    folders = []
-    count = len(next(iter(streams.values())))
-    for i in range(count):
-        folder = out if count == 1 else out / f"sample_{i:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for name in sorted(streams, key=lambda n: generated[n]):  # inputs first (stable: sentence order kept)
-            video = streams[name][i]
-            (folder / f"{name}.mp4").write_bytes(encode_video(video, "mp4", fps))
-            rows.append((f"{'output' if generated[name] else 'input'}\n{name}", video))
-        if task == "estimate" or (task == "sentence" and not reverse):
-            estimate = streams[modality if task == "estimate" else "B_prime"][i]
-            np.save(folder / f"{modality}.npy", MODALITIES[modality].decode(estimate))
-        write_image(str(folder / "strip.png"), film_strip(rows))
-        folders.append(folder)
-    return folders
+from data_pipeline.video_io import VideoDecodeError
+from unity.inference.loading import find_checkpoint, load_trained
+from unity.inference.media import read_input, write_outputs
+from unity.inference.pipeline import SamplerSettings, run_task
+from unity.method.sampler import METHODS
+from unity.method.sentences import stream_names
+from unity.method.tasks import TASK_WORDS, get_task
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m unity.sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", required=True, choices=TASK_WORDS)
     parser.add_argument("--modality", default="depth", choices=list(MODALITIES)[1:], help="the auxiliary stream")
     parser.add_argument("--video", help="estimate: the RGB video file")
     parser.add_argument("--control", help="generate: the modality's video, or its raw .npy")
@@ -130,14 +71,12 @@ def main(argv=None) -> int:
     try:
         if args.num < 1:
             raise ValueError(f"--num must be at least 1, got {args.num}")
-        needed = {"estimate": "video", "generate": "control", "sentence": "context"}.get(args.task)
+        needed = {"est": "video", "cond": "control", "sentence": "context"}.get(get_task(args.task).name)
         if needed and getattr(args, needed) is None:
             raise ValueError(f"--task {args.task} needs --{needed}")
-        from unity.network import find_checkpoint, load_trained
-
         ckpt = find_checkpoint(args.ckpt)  # before loading anything: a wrong path fails fast
         trained = load_trained(ckpt, use_ema=not args.no_ema, device=args.device)
-        frames, size = clip_shape(trained)
+        frames, size = trained.clip_shape
         rgb = control = context = None
         if args.video:
             rgb = np.repeat(read_input(args.video, "rgb", frames, size)[None], args.num, axis=0)
