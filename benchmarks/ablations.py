@@ -48,10 +48,26 @@ COLUMNS = {
     "est.depth.abs_rel": ("depth AbsRel", ("unibench", "estimation", "depth", "model", "abs_rel"), False),
     "est.flow.epe": ("flow EPE", ("unibench", "estimation", "flow", "model", "epe"), False),
     "est.seg.miou": ("seg mIoU", ("unibench", "estimation", "seg", "model", "miou"), True),
-    "est.densepose.part_miou": ("DensePose part mIoU", ("unibench", "estimation", "densepose", "model", "part_miou"), True),
-    "gen.depth.abs_rel": ("depth→rgb fidelity AbsRel", ("unibench", "generation", "depth", "model", "fidelity", "abs_rel"), False),
-    "joint.depth.abs_rel": ("joint depth consistency AbsRel", ("unibench", "joint", "depth", "consistency", "abs_rel"), False),
-    "gen.depth.flickering": ("depth→rgb flickering", ("unibench", "generation", "depth", "model", "vbench", "temporal_flickering", "value"), True),
+    "est.densepose.part_miou": (
+        "DensePose part mIoU",
+        ("unibench", "estimation", "densepose", "model", "part_miou"),
+        True,
+    ),
+    "gen.depth.abs_rel": (
+        "depth→rgb fidelity AbsRel",
+        ("unibench", "generation", "depth", "model", "fidelity", "abs_rel"),
+        False,
+    ),
+    "joint.depth.abs_rel": (
+        "joint depth consistency AbsRel",
+        ("unibench", "joint", "depth", "consistency", "abs_rel"),
+        False,
+    ),
+    "gen.depth.flickering": (
+        "depth→rgb flickering",
+        ("unibench", "generation", "depth", "model", "vbench", "temporal_flickering", "value"),
+        True,
+    ),
     "rgb.flickering": ("rgb flickering", ("rgb_quality", "temporal_flickering", "value"), True),
     "rgb.motion": ("rgb motion smoothness (proxy)", ("rgb_quality", "motion_smoothness_linear_proxy", "value"), True),
     "rgb.dynamic": ("rgb dynamic degree", ("rgb_quality", "dynamic_degree", "value"), True),
@@ -125,21 +141,48 @@ def run_variant(sweep: dict, name: str, overrides: list[str], out: Path, args) -
         return json.loads(summary_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    train = [sys.executable, "train.py", "--config", sweep["base"], *sweep.get("overrides", []), *overrides,
-             f"run.dir={out}", f"run.name={folder.name}", "train.resume=never"]
+    train = [
+        sys.executable,
+        "train.py",
+        "--config",
+        sweep["base"],
+        *sweep.get("overrides", []),
+        *overrides,
+        f"run.dir={out}",
+        f"run.name={folder.name}",
+        "train.resume=never",
+    ]
     if args.budget:
         train.append(f"train.max_steps={args.budget}")
     run(train, folder / "train.log")
-    unibench = [sys.executable, "-m", "eval.unibench", "--ckpt", str(folder), "--data",
-                str(Path(sweep.get("data", "data/synth-8x32")) / "test"), "--out", str(folder / "unibench"),
-                "--clips", str(args.clips), "--steps", str(args.steps)]
+    unibench = [
+        sys.executable,
+        "-m",
+        "eval.unibench",
+        "--ckpt",
+        str(folder),
+        "--data",
+        str(Path(sweep.get("data", "data/synth-8x32")) / "test"),
+        "--out",
+        str(folder / "unibench"),
+        "--clips",
+        str(args.clips),
+        "--steps",
+        str(args.steps),
+    ]
     run(unibench, folder / "unibench.log")
     curves = val_curves(folder)
     last = {key: points[-1][1] for key, points in curves.items()}
     unibench = json.loads((folder / "unibench" / "results.json").read_text())["splits"]["test"]
-    summary = {"variant": name, "overrides": overrides, "minutes": (time.perf_counter() - start) / 60,
-               "val": task_means(last), "curve": curves["val/loss"], "unibench": unibench,
-               "rgb_quality": rgb_quality(unibench)}
+    summary = {
+        "variant": name,
+        "overrides": overrides,
+        "minutes": (time.perf_counter() - start) / 60,
+        "val": task_means(last),
+        "curve": curves["val/loss"],
+        "unibench": unibench,
+        "rgb_quality": rgb_quality(unibench),
+    }
     summary_path.write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -153,8 +196,10 @@ def table(sweep: dict, summaries: list[dict]) -> str:
     for j, c in enumerate(columns):
         present = [row[j] for row in values if row[j] is not None]
         best.append(None if c == "minutes" or not present else (max if COLUMNS[c][2] else min)(present))
-    lines = ["| variant | " + " | ".join(f"{COLUMNS[c][0]} {'↑' if COLUMNS[c][2] else '↓'}" for c in columns) + " |",
-             "| --- |" + " ---: |" * len(columns)]
+    lines = [
+        "| variant | " + " | ".join(f"{COLUMNS[c][0]} {'↑' if COLUMNS[c][2] else '↓'}" for c in columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
+    ]
     for summary, row in zip(summaries, values):
         cells = ["n/a" if v is None else (f"**{v:.4f}**" if v == b else f"{v:.4f}") for v, b in zip(row, best)]
         lines.append(f"| {summary['variant']} | " + " | ".join(cells) + " |")
@@ -164,7 +209,9 @@ def table(sweep: dict, summaries: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sweep", required=True, help="configs/sweeps/<x>.yaml")
-    parser.add_argument("--budget", type=int, default=None, help="train.max_steps of every variant (default: the sweep's)")
+    parser.add_argument(
+        "--budget", type=int, default=None, help="train.max_steps of every variant (default: the sweep's)"
+    )
     parser.add_argument("--clips", type=int, default=8, help="test clips for eval.unibench")
     parser.add_argument("--steps", type=int, default=10, help="sampler steps for generation in eval.unibench")
     parser.add_argument("--out", default="runs/ablations", help="parent folder of the sweep's runs")
@@ -183,10 +230,19 @@ def main(argv=None) -> int:
     for i, (name, overrides) in enumerate(variants.items()):
         print(f"[{i + 1}/{len(variants)}] {name}: {' '.join(overrides) or '(base)'}", flush=True)
         summaries.append(run_variant(sweep, name, list(overrides), out, args))
-        print(f"    done in {summaries[-1]['minutes']:.1f} min, val loss {summaries[-1]['val']['val/loss']:.4f}", flush=True)
+        print(
+            f"    done in {summaries[-1]['minutes']:.1f} min, val loss {summaries[-1]['val']['val/loss']:.4f}",
+            flush=True,
+        )
     text = table(sweep, summaries)
-    line_plot({s["variant"]: s["curve"] for s in summaries}, out / "convergence.png",
-              title=f"{sweep['name']}: validation loss", xlabel="step", ylabel="val loss", log_y=True)
+    line_plot(
+        {s["variant"]: s["curve"] for s in summaries},
+        out / "convergence.png",
+        title=f"{sweep['name']}: validation loss",
+        xlabel="step",
+        ylabel="val loss",
+        log_y=True,
+    )
     (out / "table.md").write_text(text + "\n")
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     print(text)
@@ -194,8 +250,12 @@ def main(argv=None) -> int:
         figure = ROOT / "benchmarks" / "figures" / f"{sweep['name']}_convergence.png"
         figure.parent.mkdir(exist_ok=True)
         shutil.copyfile(out / "convergence.png", figure)
-        record_section("ablations.py", sweep.get("title", sweep["name"]),
-                       f"{text}\n\n![{sweep['name']} convergence](figures/{figure.name})", argv)
+        record_section(
+            "ablations.py",
+            sweep.get("title", sweep["name"]),
+            f"{text}\n\n![{sweep['name']} convergence](figures/{figure.name})",
+            argv,
+        )
     return 0
 
 

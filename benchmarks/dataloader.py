@@ -35,8 +35,13 @@ from __future__ import annotations
 
 import os
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 for _var in _THREAD_VARS:
     os.environ[_var] = "1"
 
@@ -128,8 +133,9 @@ def ensure_shards(folder: str, clips: int, frames: int, size: int, workers: int 
     roots = {ext: os.path.join(folder, ext) for ext in ("mkv", "mp4")}
     if not _matches(roots["mkv"], args):
         start = time.perf_counter()
-        build_synthetic(roots["mkv"], clips, frames=frames, size=size, shard_size=shard_size, workers=workers,
-                        progress=False)
+        build_synthetic(
+            roots["mkv"], clips, frames=frames, size=size, shard_size=shard_size, workers=workers, progress=False
+        )
         print(f"rendered {clips} clips {frames}x{size}x{size} in {time.perf_counter() - start:.1f} s", flush=True)
         if os.path.exists(os.path.join(roots["mp4"], "dataset.json")):
             os.unlink(os.path.join(roots["mp4"], "dataset.json"))  # made from other clips
@@ -174,12 +180,30 @@ def measure_raw(samples: list[dict[str, bytes]], ext: str, streams: list[str], c
     return clips / seconds, _cpu() - cpu, clips, 0.0
 
 
-def measure_loader(root: str, streams: list[str], workers: int, batches: int, batch_size: int, frames: int,
-                   size: int, shuffle_buffer: int, seed: int) -> tuple:
+def measure_loader(
+    root: str,
+    streams: list[str],
+    workers: int,
+    batches: int,
+    batch_size: int,
+    frames: int,
+    size: int,
+    shuffle_buffer: int,
+    seed: int,
+) -> tuple:
     warm = max(1, workers)  # each worker's first batch carries its start-up and shuffle-buffer fill
-    loader = make_loader(root, streams[1:], batch_size, frames=frames, size=size, shuffle_buffer=shuffle_buffer,
-                         resampled=True, epoch_samples=(warm + batches) * batch_size, num_workers=workers,
-                         seed=seed)
+    loader = make_loader(
+        root,
+        streams[1:],
+        batch_size,
+        frames=frames,
+        size=size,
+        shuffle_buffer=shuffle_buffer,
+        resampled=True,
+        epoch_samples=(warm + batches) * batch_size,
+        num_workers=workers,
+        seed=seed,
+    )
     cpu, start = _cpu(), time.perf_counter()
     clips = timed_clips = 0
     startup = timed_from = None
@@ -213,20 +237,42 @@ def load_model_config(path: str) -> ModelConfig:
     return model_config
 
 
-def gpu_demand(model_config: str, channels: int, compression, frames: int, height: int, width: int,
-               peak_flops: float, mfu: float, gpus: int, streams: int = 2) -> dict:
+def gpu_demand(
+    model_config: str,
+    channels: int,
+    compression,
+    frames: int,
+    height: int,
+    width: int,
+    peak_flops: float,
+    mfu: float,
+    gpus: int,
+    streams: int = 2,
+) -> dict:
     """Samples/s a training step of ``model_config`` consumes per GPU and per node, from ``models.flops``."""
     config = load_model_config(model_config)
     grid = latent_grid(frames, height, width, tuple(compression))
-    forward = forward_flops(config, channels, config.text_dim, grid, streams, config.text_max_tokens,
-                            config.text_max_tokens)["total"]
+    forward = forward_flops(
+        config, channels, config.text_dim, grid, streams, config.text_max_tokens, config.text_max_tokens
+    )["total"]
     seconds = TRAIN_MULTIPLIER * forward / (peak_flops * mfu)
     return {
-        "model_config": model_config, "clip": [frames, height, width], "streams": streams, "channels": channels,
-        "compression": list(compression), "latent_grid": list(grid), "patch": list(config.patch),
-        "tokens_per_stream": tokens_per_stream(config, grid), "context_tokens": config.text_max_tokens,
-        "forward_flops": forward, "train_flops": TRAIN_MULTIPLIER * forward, "peak_flops": peak_flops, "mfu": mfu,
-        "s_per_sample": seconds, "samples_per_s_per_gpu": 1 / seconds, "gpus": gpus,
+        "model_config": model_config,
+        "clip": [frames, height, width],
+        "streams": streams,
+        "channels": channels,
+        "compression": list(compression),
+        "latent_grid": list(grid),
+        "patch": list(config.patch),
+        "tokens_per_stream": tokens_per_stream(config, grid),
+        "context_tokens": config.text_max_tokens,
+        "forward_flops": forward,
+        "train_flops": TRAIN_MULTIPLIER * forward,
+        "peak_flops": peak_flops,
+        "mfu": mfu,
+        "s_per_sample": seconds,
+        "samples_per_s_per_gpu": 1 / seconds,
+        "gpus": gpus,
         "samples_per_s_per_node": gpus / seconds,
     }
 
@@ -259,8 +305,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--mfu", type=float, default=0.5)
     parser.add_argument("--gpus", type=int, default=8, help="GPUs per node")
     parser.add_argument("--workers-per-gpu", type=int, default=12, help="loader workers per GPU on a node")
-    parser.add_argument("--scale-workers", type=int, default=1,
-                        help="scale the per-worker rate measured with this many workers (else the fewest measured)")
+    parser.add_argument(
+        "--scale-workers",
+        type=int,
+        default=1,
+        help="scale the per-worker rate measured with this many workers (else the fewest measured)",
+    )
     parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     if min(args.workers) < 0 or args.batches < 1 or args.batch_size < 1 or args.rounds < 1 or args.clips < 1:
@@ -276,20 +326,35 @@ def main(argv=None) -> dict:
         roots = ensure_shards(folder, args.clips, args.frames, args.size, args.build_workers)
         samples = {ext: list(read_samples(roots[ext]).values()) for ext in args.formats}
 
-        variants = [(ext, streams, workers) for ext in args.formats for streams in args.streams
-                    for workers in [None, *args.workers]]  # None: raw decode
+        variants = [
+            (ext, streams, workers)
+            for ext in args.formats
+            for streams in args.streams
+            for workers in [None, *args.workers]
+        ]  # None: raw decode
         runs = {v: [] for v in variants}
         for r in range(args.rounds):
             for ext in args.formats:
                 for streams in args.streams:
                     group = [v for v in variants if v[:2] == (ext, streams)]
-                    for v in (group if r % 2 == 0 else group[::-1]):  # alternate the order within a group
+                    for v in group if r % 2 == 0 else group[::-1]:  # alternate the order within a group
                         names = STREAM_SETS[streams]
                         if v[2] is None:
                             runs[v].append(measure_raw(samples[ext], ext, names, clips_per_run))
                         else:
-                            runs[v].append(measure_loader(roots[ext], names, v[2], args.batches, args.batch_size,
-                                                          args.frames, args.size, args.shuffle_buffer, seed=r))
+                            runs[v].append(
+                                measure_loader(
+                                    roots[ext],
+                                    names,
+                                    v[2],
+                                    args.batches,
+                                    args.batch_size,
+                                    args.frames,
+                                    args.size,
+                                    args.shuffle_buffer,
+                                    seed=r,
+                                )
+                            )
             print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     results = []
@@ -297,75 +362,131 @@ def main(argv=None) -> dict:
         measured = runs[(ext, streams, workers)]
         rate = statistics.median(m[0] for m in measured)
         per_worker = rate / max(1, workers or 0)
-        results.append({
-            "format": ext, "streams": streams, "stream_names": STREAM_SETS[streams],
-            "variant": "raw" if workers is None else "loader", "workers": workers,
-            "clips_per_s": rate, "per_worker_clips_per_s": per_worker,
-            "cpu_ms_per_clip": 1e3 * statistics.median(m[1] / m[2] for m in measured),
-            "startup_s": None if workers is None else statistics.median(m[3] for m in measured),
-            "rounds": [m[0] for m in measured],
-        })
+        results.append(
+            {
+                "format": ext,
+                "streams": streams,
+                "stream_names": STREAM_SETS[streams],
+                "variant": "raw" if workers is None else "loader",
+                "workers": workers,
+                "clips_per_s": rate,
+                "per_worker_clips_per_s": per_worker,
+                "cpu_ms_per_clip": 1e3 * statistics.median(m[1] / m[2] for m in measured),
+                "startup_s": None if workers is None else statistics.median(m[3] for m in measured),
+                "rounds": [m[0] for m in measured],
+            }
+        )
     raw = {(r["format"], r["streams"]): r for r in results if r["variant"] == "raw"}
     for r in results:
         base = raw[(r["format"], r["streams"])]
         r["vs_raw"] = r["per_worker_clips_per_s"] / base["clips_per_s"]
         r["cpu_vs_raw"] = base["cpu_ms_per_clip"] / r["cpu_ms_per_clip"]
 
-    demand = gpu_demand(args.model_config, args.channels, args.compression, args.frames, args.size, args.size,
-                        args.peak_flops, args.mfu, args.gpus)
-    reference = gpu_demand(args.model_config, args.channels, args.compression, 33, 480, 832, args.peak_flops,
-                           args.mfu, args.gpus) if args.frames == 33 and args.channels == 16 else None
+    demand = gpu_demand(
+        args.model_config,
+        args.channels,
+        args.compression,
+        args.frames,
+        args.size,
+        args.size,
+        args.peak_flops,
+        args.mfu,
+        args.gpus,
+    )
+    reference = (
+        gpu_demand(
+            args.model_config, args.channels, args.compression, 33, 480, 832, args.peak_flops, args.mfu, args.gpus
+        )
+        if args.frames == 33 and args.channels == 16
+        else None
+    )
     scale_workers = args.scale_workers if args.scale_workers in args.workers else min(args.workers)
     node_workers = args.gpus * args.workers_per_gpu
-    node = {"gpus": args.gpus, "workers_per_gpu": args.workers_per_gpu, "loader_workers": node_workers,
-            "scale_workers": scale_workers, "rows": []}
+    node = {
+        "gpus": args.gpus,
+        "workers_per_gpu": args.workers_per_gpu,
+        "loader_workers": node_workers,
+        "scale_workers": scale_workers,
+        "rows": [],
+    }
     for r in results:
         if r["workers"] == scale_workers:
             supply = r["per_worker_clips_per_s"] * node_workers
             # A worker with a core to itself: all the CPU time of the loader (workers and main process) per clip.
             per_core = 1e3 / r["cpu_ms_per_clip"]
-            node["rows"].append({"format": r["format"], "streams": r["streams"],
-                                 "per_worker_clips_per_s": r["per_worker_clips_per_s"], "node_clips_per_s": supply,
-                                 "vs_gpu_demand": supply / demand["samples_per_s_per_node"],
-                                 "cpu_bound_clips_per_s_per_core": per_core,
-                                 "cpu_bound_vs_gpu_demand": per_core * node_workers / demand["samples_per_s_per_node"]})
+            node["rows"].append(
+                {
+                    "format": r["format"],
+                    "streams": r["streams"],
+                    "per_worker_clips_per_s": r["per_worker_clips_per_s"],
+                    "node_clips_per_s": supply,
+                    "vs_gpu_demand": supply / demand["samples_per_s_per_node"],
+                    "cpu_bound_clips_per_s_per_core": per_core,
+                    "cpu_bound_vs_gpu_demand": per_core * node_workers / demand["samples_per_s_per_node"],
+                }
+            )
 
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()}-core {platform.machine()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()}-core {platform.machine()}",
         "clip": {"frames": args.frames, "height": args.size, "width": args.size},
-        "clips_rendered": args.clips, "clips_per_run": clips_per_run, "batch_size": args.batch_size,
-        "rounds": args.rounds, "threads": 1, "opencv": cv2.__version__,
-        "results": results, "gpu": demand, "gpu_480x832": reference, "node": node,
+        "clips_rendered": args.clips,
+        "clips_per_run": clips_per_run,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "threads": 1,
+        "opencv": cv2.__version__,
+        "results": results,
+        "gpu": demand,
+        "gpu_480x832": reference,
+        "node": node,
     }
 
-    print(f"\n{args.frames}x{args.size}x{args.size} clips, batch {args.batch_size}, {clips_per_run} timed clips per "
-          f"run, median of {args.rounds} interleaved rounds, 1 thread per process")
+    print(
+        f"\n{args.frames}x{args.size}x{args.size} clips, batch {args.batch_size}, {clips_per_run} timed clips per "
+        f"run, median of {args.rounds} interleaved rounds, 1 thread per process"
+    )
     columns = ("format", "streams", "variant", "workers", "clips/s", "/worker", "vs raw", "cpu ms/clip", "cpu vs raw")
     widths = (6, 7, 7, 7, 8, 8, 7, 11, 10)
     print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths)))
     for r in results:
-        row = (r["format"], f"{r['streams']}({len(r['stream_names'])})", r["variant"],
-               "-" if r["workers"] is None else r["workers"], _fmt(r["clips_per_s"]),
-               _fmt(r["per_worker_clips_per_s"]), _fmt(r["vs_raw"]), _fmt(r["cpu_ms_per_clip"], 0),
-               _fmt(r["cpu_vs_raw"]))
+        row = (
+            r["format"],
+            f"{r['streams']}({len(r['stream_names'])})",
+            r["variant"],
+            "-" if r["workers"] is None else r["workers"],
+            _fmt(r["clips_per_s"]),
+            _fmt(r["per_worker_clips_per_s"]),
+            _fmt(r["vs_raw"]),
+            _fmt(r["cpu_ms_per_clip"], 0),
+            _fmt(r["cpu_vs_raw"]),
+        )
         print(" ".join(f"{str(c):>{w}}" for c, w in zip(row, widths)))
     g = demand
-    print(f"\nGPU demand: {g['model_config']}, 2 streams of {args.frames}x{args.size}x{args.size} -> latent "
-          f"{g['latent_grid']} x{g['channels']}, {g['tokens_per_stream']} tokens/stream: "
-          f"{g['forward_flops'] / 1e12:.3f} TFLOPs forward, x{TRAIN_MULTIPLIER} / ({g['peak_flops']:.3g} x {g['mfu']} "
-          f"MFU) = {g['s_per_sample'] * 1e3:.1f} ms/sample -> {g['samples_per_s_per_gpu']:.2f} samples/s/GPU, "
-          f"{g['samples_per_s_per_node']:.1f} per {g['gpus']}-GPU node")
+    print(
+        f"\nGPU demand: {g['model_config']}, 2 streams of {args.frames}x{args.size}x{args.size} -> latent "
+        f"{g['latent_grid']} x{g['channels']}, {g['tokens_per_stream']} tokens/stream: "
+        f"{g['forward_flops'] / 1e12:.3f} TFLOPs forward, x{TRAIN_MULTIPLIER} / ({g['peak_flops']:.3g} x {g['mfu']} "
+        f"MFU) = {g['s_per_sample'] * 1e3:.1f} ms/sample -> {g['samples_per_s_per_gpu']:.2f} samples/s/GPU, "
+        f"{g['samples_per_s_per_node']:.1f} per {g['gpus']}-GPU node"
+    )
     if reference:
-        print(f"  (33x480x832: {reference['tokens_per_stream']} tokens/stream, "
-              f"{reference['samples_per_s_per_gpu']:.2f} samples/s/GPU, "
-              f"{reference['samples_per_s_per_node']:.1f} per node)")
-    print(f"Loader of one node: {node_workers} workers ({args.workers_per_gpu} per GPU) x per-worker clips/s "
-          f"measured with {scale_workers} worker(s) here:")
+        print(
+            f"  (33x480x832: {reference['tokens_per_stream']} tokens/stream, "
+            f"{reference['samples_per_s_per_gpu']:.2f} samples/s/GPU, "
+            f"{reference['samples_per_s_per_node']:.1f} per node)"
+        )
+    print(
+        f"Loader of one node: {node_workers} workers ({args.workers_per_gpu} per GPU) x per-worker clips/s "
+        f"measured with {scale_workers} worker(s) here:"
+    )
     for row in node["rows"]:
-        print(f"  {row['format']} {row['streams']:>3}: {row['per_worker_clips_per_s']:.2f} x {node_workers} = "
-              f"{row['node_clips_per_s']:.1f} clips/s = {row['vs_gpu_demand']:.2f}x the node's demand "
-              f"(from CPU time, a core per worker: {row['cpu_bound_clips_per_s_per_core']:.2f} x {node_workers} = "
-              f"{row['cpu_bound_vs_gpu_demand']:.2f}x)")
+        print(
+            f"  {row['format']} {row['streams']:>3}: {row['per_worker_clips_per_s']:.2f} x {node_workers} = "
+            f"{row['node_clips_per_s']:.1f} clips/s = {row['vs_gpu_demand']:.2f}x the node's demand "
+            f"(from CPU time, a core per worker: {row['cpu_bound_clips_per_s_per_core']:.2f} x {node_workers} = "
+            f"{row['cpu_bound_vs_gpu_demand']:.2f}x)"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -35,16 +35,34 @@ DEPTH = MODALITIES["depth"]
 def sentence_depth(trained, clips, settings) -> list[np.ndarray]:
     """Relative disparity of B' for every clip's sentence (its neighbour's rgb and depth as the example)."""
     pair = partners(len(clips))
-    context = np.stack([np.stack([clips[pair[i]].videos["rgb"], clips[pair[i]].videos["depth"], c.videos["rgb"]])
-                        for i, c in enumerate(clips)])  # [N, 3, T, H, W, 3]
-    out = run_task(trained, "sentence", "depth", [c.caption for c in clips], context=context,
-                   prompts=[c.prompts["depth"] for c in clips], settings=settings)["B_prime"]
+    context = np.stack(
+        [
+            np.stack([clips[pair[i]].videos["rgb"], clips[pair[i]].videos["depth"], c.videos["rgb"]])
+            for i, c in enumerate(clips)
+        ]
+    )  # [N, 3, T, H, W, 3]
+    out = run_task(
+        trained,
+        "sentence",
+        "depth",
+        [c.caption for c in clips],
+        context=context,
+        prompts=[c.prompts["depth"] for c in clips],
+        settings=settings,
+    )["B_prime"]
     return [DEPTH.decode(video) for video in out]
 
 
 def direct_depth(trained, clips, settings) -> list[np.ndarray]:
-    out = run_task(trained, "est", "depth", [c.caption for c in clips], rgb=np.stack([c.videos["rgb"] for c in clips]),
-                   prompts=[c.prompts["depth"] for c in clips], settings=settings)["depth"]
+    out = run_task(
+        trained,
+        "est",
+        "depth",
+        [c.caption for c in clips],
+        rgb=np.stack([c.videos["rgb"] for c in clips]),
+        prompts=[c.prompts["depth"] for c in clips],
+        settings=settings,
+    )["depth"]
     return [DEPTH.decode(video) for video in out]
 
 
@@ -76,8 +94,13 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     print(table)
     if args.record:
-        record_section("fewshot_sentences.py", "Few-shot visual sentences (UniVid)", table, argv,
-                       f" ({len(clips)} held-out sentences; adapter: `{adapted.checkpoint}`)")
+        record_section(
+            "fewshot_sentences.py",
+            "Few-shot visual sentences (UniVid)",
+            table,
+            argv,
+            f" ({len(clips)} held-out sentences; adapter: `{adapted.checkpoint}`)",
+        )
     return 0
 
 

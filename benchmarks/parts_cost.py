@@ -48,8 +48,10 @@ RATIOS = {
     "switcher + dual / plain (2 streams) [goal <= 1.10]": ("UnityVideo, 2 streams", "plain, 2 streams"),
     "switcher / plain (2 streams)": ("switcher only, 2 streams", "plain, 2 streams"),
     "dual / plain (2 streams)": ("dual cross-attn only, 2 streams", "plain, 2 streams"),
-    "switcher + dual / caption cross-attn T2V DiT (2 streams)": ("UnityVideo, 2 streams",
-                                                                 "caption cross-attn (T2V DiT), 2 streams"),
+    "switcher + dual / caption cross-attn T2V DiT (2 streams)": (
+        "UnityVideo, 2 streams",
+        "caption cross-attn (T2V DiT), 2 streams",
+    ),
     "2 streams / 1 stream x2 frames (plain)": ("plain, 2 streams", "plain, 1 stream x2 frames"),
     "2 streams / 1 stream x2 frames (UnityVideo)": ("UnityVideo, 2 streams", "UnityVideo, 1 stream x2 frames"),
     "UnityVideo 2 streams / plain 1 stream x2 frames": ("UnityVideo, 2 streams", "plain, 1 stream x2 frames"),
@@ -78,30 +80,46 @@ def main(argv=None) -> dict:
     benches, info = {}, {}
     for name, (overrides, streams, multiplier) in VARIANTS.items():
         resolved = resolve(variant_args(args, overrides, streams, multiplier))
-        benches[name] = bench = Bench(resolved, device, args.compile, args.precision, args.sdpa_backend, args.seed,
-                                       not args.no_fused)
+        benches[name] = bench = Bench(
+            resolved, device, args.compile, args.precision, args.sdpa_backend, args.seed, not args.no_fused
+        )
         g = bench.geometry
-        info[name] = {"overrides": resolved["overrides"], "x": g["x"],
-                      "flops_forward_per_sample": bench.forward_flops()}
+        info[name] = {
+            "overrides": resolved["overrides"],
+            "x": g["x"],
+            "flops_forward_per_sample": bench.forward_flops(),
+        }
         for _ in range(args.warmup):
             bench.step()
     names = list(benches)
     times = {name: [] for name in names}  # per repeat: the median step time of that repeat
     for repeat in range(args.repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             times[name].append(float(np.median([benches[name].step() for _ in range(args.steps)])))
-        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms" for n in names),
-              file=sys.stderr)
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms" for n in names),
+            file=sys.stderr,
+        )
     ratios = {}
     for label, (num, den) in RATIOS.items():
         per_repeat = np.array(times[num]) / np.array(times[den])
         q25, median, q75 = np.percentile(per_repeat, [25, 50, 75])
-        ratios[label] = {"median": float(median), "q25": float(q25), "q75": float(q75),
-                         "flops": info[num]["flops_forward_per_sample"] / info[den]["flops_forward_per_sample"]}
-    result = {"variants": {n: {**info[n], "step_time_s": float(np.median(times[n])), "per_repeat_s": times[n]}
-                           for n in names},
-              "ratios": ratios, "device": device_name(device), "threads": torch.get_num_threads(),
-              "command": f"{env_prefix()}python benchmarks/parts_cost.py {shlex.join(sys.argv[1:] if argv is None else argv)}"}
+        ratios[label] = {
+            "median": float(median),
+            "q25": float(q25),
+            "q75": float(q75),
+            "flops": info[num]["flops_forward_per_sample"] / info[den]["flops_forward_per_sample"],
+        }
+    result = {
+        "variants": {
+            n: {**info[n], "step_time_s": float(np.median(times[n])), "per_repeat_s": times[n]} for n in names
+        },
+        "ratios": ratios,
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        "command": f"{env_prefix()}python benchmarks/parts_cost.py "
+        f"{shlex.join(sys.argv[1:] if argv is None else argv)}",
+    }
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -110,12 +128,19 @@ def main(argv=None) -> dict:
 
 def table(result: dict) -> str:
     """Markdown: the variants' step times, then the ratios (measured median and range, analytic FLOPs)."""
-    lines = ["| variant | x [B, S, C, T', H', W'] | step time (median) | forward GFLOP / sample |",
-             "| --- | --- | --- | --- |"]
+    lines = [
+        "| variant | x [B, S, C, T', H', W'] | step time (median) | forward GFLOP / sample |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, v in result["variants"].items():
-        lines.append(f"| {name} | {v['x']} | {v['step_time_s'] * 1e3:.1f} ms | "
-                     f"{v['flops_forward_per_sample'] / 1e9:.3f} |")
-    lines += ["", "| ratio | measured (median) | interquartile range over rounds | analytic FLOPs |", "| --- | --- | --- | --- |"]
+        lines.append(
+            f"| {name} | {v['x']} | {v['step_time_s'] * 1e3:.1f} ms | {v['flops_forward_per_sample'] / 1e9:.3f} |"
+        )
+    lines += [
+        "",
+        "| ratio | measured (median) | interquartile range over rounds | analytic FLOPs |",
+        "| --- | --- | --- | --- |",
+    ]
     for label, r in result["ratios"].items():
         lines.append(f"| {label} | {r['median']:.3f} | {r['q25']:.3f}–{r['q75']:.3f} | {r['flops']:.3f} |")
     return "\n".join(lines)

@@ -8,8 +8,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127)]  # RGB
+COLOURS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+]  # RGB
 WIDTH, HEIGHT, MARGIN = 900, 540, (90, 40, 60, 70)  # margins: left, top, right, bottom
 
 
@@ -25,8 +33,14 @@ def _label(value: float) -> str:
     return f"{value:.3g}"
 
 
-def line_plot(series: dict[str, list[tuple[float, float]]], path: str | Path, title: str = "", xlabel: str = "",
-              ylabel: str = "", log_y: bool = False) -> np.ndarray:
+def line_plot(
+    series: dict[str, list[tuple[float, float]]],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_y: bool = False,
+) -> np.ndarray:
     """Draw one line per ``name: [(x, y), ...]`` with a legend; writes ``path`` and returns the RGB image."""
     points = [(x, y) for line in series.values() for x, y in line if y is not None and (y > 0 or not log_y)]
     if not points:

@@ -51,8 +51,12 @@ def measure(clips: int, frames: int, size: int) -> dict:
     errors = np.concatenate(errors)
     found = errors[np.isfinite(errors)]
     return {
-        "clips": clips, "frames": frames, "size": size, "visible_joints": int(errors.size),
-        "within_2px": round(float((errors <= 2).mean()), 4), "found": round(float(found.size / errors.size), 4),
+        "clips": clips,
+        "frames": frames,
+        "size": size,
+        "visible_joints": int(errors.size),
+        "within_2px": round(float((errors <= 2).mean()), 4),
+        "found": round(float(found.size / errors.size), 4),
         "mean_error_px": round(float(found.mean()), 3),
     }
 
@@ -67,7 +71,10 @@ def main() -> None:
     results = [measure(args.clips, args.frames, size) for size in args.size]
     print(f"{'size':>6} {'joints':>8} {'within 2px':>11} {'found':>7} {'mean err px':>12}")
     for r in results:
-        print(f"{r['size']:>6} {r['visible_joints']:>8} {r['within_2px']:>11.1%} {r['found']:>7.1%} {r['mean_error_px']:>12.2f}")
+        print(
+            f"{r['size']:>6} {r['visible_joints']:>8} {r['within_2px']:>11.1%} {r['found']:>7.1%} "
+            f"{r['mean_error_px']:>12.2f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -41,11 +41,30 @@ def run_point(args, latent_frames: int, ckpt: bool) -> dict:
     """One throughput.py process; returns its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--config", args.config,
-                   "--frames", str(frames_for(latent_frames, args.compression[0] if args.compression else 1)),
-                   "--height", str(args.height), "--width", str(args.width), "--batch", str(args.batch),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--gemm-size", str(args.gemm_size),
-                   "--ckpt-act" if ckpt else "--no-ckpt-act", "--json", str(out), *args.extra]
+        command = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--config",
+            args.config,
+            "--frames",
+            str(frames_for(latent_frames, args.compression[0] if args.compression else 1)),
+            "--height",
+            str(args.height),
+            "--width",
+            str(args.width),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--gemm-size",
+            str(args.gemm_size),
+            "--ckpt-act" if ckpt else "--no-ckpt-act",
+            "--json",
+            str(out),
+            *args.extra,
+        ]
         if args.compression:
             command += ["--compression", *map(str, args.compression)]
         subprocess.run(command, check=True, cwd=ROOT, env=os.environ)
@@ -54,13 +73,20 @@ def run_point(args, latent_frames: int, ckpt: bool) -> dict:
 
 def table(points: list[dict]) -> str:
     """Markdown: one row per (latent frames, checkpointing)."""
-    lines = [("| latent frames | tokens / sample | activation ckpt | step time (median) | tokens/s | MFU | "
-              "peak mem (GB) | peak mem - before model (GB) |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        (
+            "| latent frames | tokens / sample | activation ckpt | step time (median) | tokens/s | MFU | "
+            "peak mem (GB) | peak mem - before model (GB) |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for p in points:
         r = p["result"]
-        lines.append(f"| {p['latent_frames']} | {r['geometry']['tokens_per_sample']:,} | {'on' if p['ckpt'] else 'off'} | "
-                     f"{r['step_time_s']:.3f} s | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['peak_mem_gb']:.2f} | "
-                     f"{r['peak_mem_gb'] - r['rss_before_model_gb']:.2f} |")
+        lines.append(
+            f"| {p['latent_frames']} | {r['geometry']['tokens_per_sample']:,} | {'on' if p['ckpt'] else 'off'} | "
+            f"{r['step_time_s']:.3f} s | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['peak_mem_gb']:.2f} | "
+            f"{r['peak_mem_gb'] - r['rss_before_model_gb']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -68,11 +94,18 @@ def plot(points: list[dict], path: str, title: str) -> None:
     """Two panels stacked: step time and peak memory against latent frames, one line per setting."""
     panels = []
     for key, label in (("step_time_s", "step time (s)"), ("peak_mem_gb", "peak memory (GB)")):
-        series = {f"activation ckpt {'on' if ckpt else 'off'}":
-                  [(p["latent_frames"], p["result"][key]) for p in points if p["ckpt"] == ckpt] for ckpt in (False, True)}
+        series = {
+            f"activation ckpt {'on' if ckpt else 'off'}": [
+                (p["latent_frames"], p["result"][key]) for p in points if p["ckpt"] == ckpt
+            ]
+            for ckpt in (False, True)
+        }
         with tempfile.TemporaryDirectory() as tmp:
-            panels.append(line_plot(series, Path(tmp) / "panel.png", title=f"{title}: {label}",
-                                    xlabel="latent frames", ylabel=label))
+            panels.append(
+                line_plot(
+                    series, Path(tmp) / "panel.png", title=f"{title}: {label}", xlabel="latent frames", ylabel=label
+                )
+            )
     image = np.vstack(panels)  # [2·H, W, 3] RGB
     if not cv2.imwrite(path, image[..., ::-1]):
         raise ValueError(f"could not write {path}")
@@ -95,7 +128,9 @@ def main(argv=None) -> list[dict]:
     points = []
     for latent_frames in args.latent_frames:
         for ckpt in (False, True):
-            points.append({"latent_frames": latent_frames, "ckpt": ckpt, "result": run_point(args, latent_frames, ckpt)})
+            points.append(
+                {"latent_frames": latent_frames, "ckpt": ckpt, "result": run_point(args, latent_frames, ckpt)}
+            )
     command = env_prefix() + "python benchmarks/scaling.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.json:
         Path(args.json).write_text(json.dumps({"command": command, "points": points}, indent=2) + "\n")

@@ -7,8 +7,13 @@ Thread pools are pinned to one thread before NumPy loads, so the figure is per c
 
 import os
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 for _var in _THREAD_VARS:
     os.environ[_var] = "1"
 
@@ -40,7 +45,10 @@ def main(argv=None) -> dict:
         seconds.append(time.perf_counter() - start)
     seconds = np.array(seconds)
     result = {
-        "clips": args.clips, "frames": args.frames, "size": args.size, "split": args.split,
+        "clips": args.clips,
+        "frames": args.frames,
+        "size": args.size,
+        "split": args.split,
         "clips_per_s": round(float(len(seconds) / seconds.sum()), 2),
         "ms_mean": round(float(seconds.mean() * 1e3), 2),
         "ms_median": round(float(np.median(seconds) * 1e3), 2),

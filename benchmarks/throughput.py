@@ -45,21 +45,22 @@ from omegaconf import OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
 
+from benchmarks.record import MARKER as RECORD_MARKER  # noqa: E402, F401 - re-exported for the tests
+from benchmarks.record import RESULTS, env_prefix, insert_row  # noqa: E402
 from models.dit import UnityDiT  # noqa: E402
 from models.flops import forward_flops, latent_grid, tokens_per_stream  # noqa: E402
 from unity.config import load  # noqa: E402
-from unity.train.engine import autocast_dtype, build_optimizer  # noqa: E402
 from unity.method.flow_matching import flow_matching_loss, noise_streams  # noqa: E402
+from unity.train.engine import autocast_dtype, build_optimizer  # noqa: E402
 from unity.train.metrics import measured_cpu_tflops, peak_tflops  # noqa: E402
-
-from benchmarks.record import MARKER as RECORD_MARKER  # noqa: E402, F401 - re-exported for the tests
-from benchmarks.record import RESULTS, env_prefix, insert_row  # noqa: E402
 
 # Codec -> (channels, compression (T, H, W), default clip frames, height, width).
 CODEC_GEOMETRY = {"pixel": (3, (1, 1, 1), 16, 64, 64), "diffusers": (16, (4, 8, 8), 33, 480, 832)}
-SDPA_PRIORITY = {"cudnn": ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH"),
-                 "flash": ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH"),
-                 "efficient": ("EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION", "MATH")}
+SDPA_PRIORITY = {
+    "cudnn": ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH"),
+    "flash": ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH"),
+    "efficient": ("EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION", "MATH"),
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,13 +69,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation, allocator)")
     p.add_argument("--attn", choices=("auto", "flash", "sdpa", "math"), default=None, help="model.attention")
-    p.add_argument("--sdpa-backend", choices=tuple(SDPA_PRIORITY), default=None,
-                   help="SDPA kernel priority on CUDA (falls through to the next for inputs it cannot take)")
+    p.add_argument(
+        "--sdpa-backend",
+        choices=tuple(SDPA_PRIORITY),
+        default=None,
+        help="SDPA kernel priority on CUDA (falls through to the next for inputs it cannot take)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile each block (eager fallback on failure)")
     p.add_argument("--ckpt-act", action="store_true", help="activation checkpointing (model.grad_checkpointing)")
     p.add_argument("--no-ckpt-act", action="store_true", help="force activation checkpointing off")
-    p.add_argument("--ckpt-blocks", type=int, default=None,
-                   help="checkpoint only the first N blocks (selective; replaces model.grad_checkpointing)")
+    p.add_argument(
+        "--ckpt-blocks",
+        type=int,
+        default=None,
+        help="checkpoint only the first N blocks (selective; replaces model.grad_checkpointing)",
+    )
     p.add_argument("--no-fused", action="store_true", help="AdamW's foreach path instead of the fused kernel")
     p.add_argument("--batch", type=int, default=None, help="default: the file's data.batch_size, else 1")
     p.add_argument("--streams", type=int, default=2)
@@ -111,14 +120,27 @@ def resolve(args) -> dict:
     if "size" in data:
         height = width = data["size"]
     geometry = dict(
-        batch=args.batch or data.get("batch_size", 1), streams=args.streams,
-        channels=args.channels or channels, compression=list(args.compression or compression),
-        frames=args.frames or data.get("frames", frames), height=args.height or height, width=args.width or width)
-    geometry["latent"] = list(latent_grid(geometry["frames"], geometry["height"], geometry["width"],
-                                          geometry["compression"]))
+        batch=args.batch or data.get("batch_size", 1),
+        streams=args.streams,
+        channels=args.channels or channels,
+        compression=list(args.compression or compression),
+        frames=args.frames or data.get("frames", frames),
+        height=args.height or height,
+        width=args.width or width,
+    )
+    geometry["latent"] = list(
+        latent_grid(geometry["frames"], geometry["height"], geometry["width"], geometry["compression"])
+    )
     geometry["x"] = [geometry["batch"], geometry["streams"], geometry["channels"], *geometry["latent"]]
     ckpt_blocks = model.depth if model.grad_checkpointing else min(args.ckpt_blocks or 0, model.depth)
-    return dict(model=model, train=config.train, optim=config.optim, geometry=geometry, overrides=overrides, ckpt_blocks=ckpt_blocks)
+    return dict(
+        model=model,
+        train=config.train,
+        optim=config.optim,
+        geometry=geometry,
+        overrides=overrides,
+        ckpt_blocks=ckpt_blocks,
+    )
 
 
 def synthetic_inputs(model_config, geometry: dict, device, seed: int = 0) -> dict:
@@ -130,11 +152,16 @@ def synthetic_inputs(model_config, geometry: dict, device, seed: int = 0) -> dic
     if s > 1:
         noised[:, 0] = False  # stream 0 (rgb) is the clean context
     tensors = dict(
-        x0=torch.randn(shape, generator=g), noise=torch.randn(shape, generator=g), noised=noised,
+        x0=torch.randn(shape, generator=g),
+        noise=torch.randn(shape, generator=g),
+        noised=noised,
         t=torch.rand(b, s, generator=g).clamp(0.05, 0.95),
         modality=torch.arange(s).repeat(b, 1) % model_config.num_modalities,  # [B, S]: rgb, depth, flow, ...
-        caption=torch.randn(b, length, dim, generator=g), caption_mask=torch.ones(b, length, dtype=torch.bool),
-        prompt=torch.randn(b, s, length, dim, generator=g), prompt_mask=torch.ones(b, s, length, dtype=torch.bool))
+        caption=torch.randn(b, length, dim, generator=g),
+        caption_mask=torch.ones(b, length, dtype=torch.bool),
+        prompt=torch.randn(b, s, length, dim, generator=g),
+        prompt_mask=torch.ones(b, s, length, dtype=torch.bool),
+    )
     return {k: v.to(device) for k, v in tensors.items()}
 
 
@@ -152,8 +179,16 @@ class Checkpointed(nn.Module):
 class Bench:
     """One model, its AdamW and its inputs; ``step()`` runs one timed training step."""
 
-    def __init__(self, resolved: dict, device: torch.device, compile_blocks: bool, precision: str = "auto",
-                 sdpa_backend: str | None = None, seed: int = 0, fused: bool = True):
+    def __init__(
+        self,
+        resolved: dict,
+        device: torch.device,
+        compile_blocks: bool,
+        precision: str = "auto",
+        sdpa_backend: str | None = None,
+        seed: int = 0,
+        fused: bool = True,
+    ):
         self.config, self.geometry, self.device = resolved["model"], resolved["geometry"], device
         torch.manual_seed(seed)
         self.model = UnityDiT(self.config, self.geometry["channels"], self.config.text_dim).to(device).train()
@@ -195,10 +230,12 @@ class Bench:
         return time.perf_counter() - start
 
     def forward_flops(self, part: str = "total") -> int:
-        """Analytic forward FLOPs of one sample (``models.flops``): ``total``, or ``blocks`` (what checkpointing redoes)."""
+        """Analytic forward FLOPs of one sample (``models.flops``): ``total``, or ``blocks`` (what
+        checkpointing redoes)."""
         g, c = self.geometry, self.config
-        flops = forward_flops(c, g["channels"], c.text_dim, tuple(g["latent"]), g["streams"],
-                              c.text_max_tokens, c.text_max_tokens)
+        flops = forward_flops(
+            c, g["channels"], c.text_dim, tuple(g["latent"]), g["streams"], c.text_max_tokens, c.text_max_tokens
+        )
         return flops["self_attn"] + flops["cross_attn"] + flops["mlp"] if part == "blocks" else flops["total"]
 
 
@@ -247,8 +284,11 @@ def run(args, command: str) -> dict:
         if not args.compile or isinstance(e, torch.OutOfMemoryError):
             raise
         message = " ".join(str(e).split())[:300]
-        print(f"torch.compile of the blocks failed on {device.type} ({type(e).__name__}: {message}); "
-              "falling back to eager", file=sys.stderr)
+        print(
+            f"torch.compile of the blocks failed on {device.type} ({type(e).__name__}: {message}); "
+            "falling back to eager",
+            file=sys.stderr,
+        )
         torch._dynamo.reset()
         del bench
         compiled = f"failed, eager fallback ({type(e).__name__})"
@@ -267,32 +307,54 @@ def run(args, command: str) -> dict:
     recompute = bench.forward_flops("blocks") * g["batch"] * bench.ckpt_blocks // bench.config.depth
     tokens_per_sample = g["streams"] * tokens_per_stream(bench.config, tuple(g["latent"]))
     return {
-        "step_time_s": step_time, "step_time_mean_s": float(seconds.mean()), "step_time_min_s": float(seconds.min()),
+        "step_time_s": step_time,
+        "step_time_mean_s": float(seconds.mean()),
+        "step_time_min_s": float(seconds.min()),
         "step_times_s": [round(float(s), 5) for s in seconds],
-        "samples_per_s": g["batch"] / step_time, "tokens_per_s": g["batch"] * tokens_per_sample / step_time,
-        "tflops": flops_per_step / step_time / 1e12, "mfu": flops_per_step / step_time / (peak * 1e12),
+        "samples_per_s": g["batch"] / step_time,
+        "tokens_per_s": g["batch"] * tokens_per_sample / step_time,
+        "tflops": flops_per_step / step_time / 1e12,
+        "mfu": flops_per_step / step_time / (peak * 1e12),
         "hfu": (flops_per_step + recompute) / step_time / (peak * 1e12),
-        "flops_per_step": flops_per_step, "flops_forward_per_sample": forward,
-        "peak_tflops": peak, "peak_source": peak_source,
-        "peak_mem_gb": peak_mem_gb(device), "rss_before_model_gb": rss_before,
-        "device": device_name(device), "dtype": str(bench.dtype or torch.float32).replace("torch.", ""),
-        "attention": bench.model.attention_backend, "sdpa_backend": args.sdpa_backend, "compile": compiled,
-        "grad_checkpointing": bench.config.grad_checkpointing, "ckpt_blocks": bench.ckpt_blocks,
-        "fused_adamw": bench.fused, "params": sum(p.numel() for p in bench.model.parameters()),
-        "geometry": {**g, "tokens_per_stream": tokens_per_sample // g["streams"], "tokens_per_sample": tokens_per_sample,
-                     "text_tokens": bench.config.text_max_tokens},
-        "config": args.config, "overrides": resolved["overrides"], "command": command,
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "steps": args.steps, "warmup": args.warmup,
+        "flops_per_step": flops_per_step,
+        "flops_forward_per_sample": forward,
+        "peak_tflops": peak,
+        "peak_source": peak_source,
+        "peak_mem_gb": peak_mem_gb(device),
+        "rss_before_model_gb": rss_before,
+        "device": device_name(device),
+        "dtype": str(bench.dtype or torch.float32).replace("torch.", ""),
+        "attention": bench.model.attention_backend,
+        "sdpa_backend": args.sdpa_backend,
+        "compile": compiled,
+        "grad_checkpointing": bench.config.grad_checkpointing,
+        "ckpt_blocks": bench.ckpt_blocks,
+        "fused_adamw": bench.fused,
+        "params": sum(p.numel() for p in bench.model.parameters()),
+        "geometry": {
+            **g,
+            "tokens_per_stream": tokens_per_sample // g["streams"],
+            "tokens_per_sample": tokens_per_sample,
+            "text_tokens": bench.config.text_max_tokens,
+        },
+        "config": args.config,
+        "overrides": resolved["overrides"],
+        "command": command,
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "steps": args.steps,
+        "warmup": args.warmup,
         "load_avg_1min": [load_before, os.getloadavg()[0]],  # other jobs on the machine, before and after
     }
 
 
 def record_row(result: dict) -> str:
     """One Markdown table row: date, machine, command, the figures and the machine's load average."""
-    return (f"| {result['date'][:10]} | {result['device']} | `{result['command']}` | {result['step_time_s']:.4g} | "
-            f"{result['samples_per_s']:.3g} | {result['tokens_per_s']:,.0f} | {result['tflops']:.3g} | "
-            f"{result['mfu']:.1%} | {result['peak_tflops']:.3g} | {result['peak_mem_gb']:.2f} | "
-            f"{'→'.join(f'{x:.1f}' for x in result['load_avg_1min'])} |")
+    return (
+        f"| {result['date'][:10]} | {result['device']} | `{result['command']}` | {result['step_time_s']:.4g} | "
+        f"{result['samples_per_s']:.3g} | {result['tokens_per_s']:,.0f} | {result['tflops']:.3g} | "
+        f"{result['mfu']:.1%} | {result['peak_tflops']:.3g} | {result['peak_mem_gb']:.2f} | "
+        f"{'→'.join(f'{x:.1f}' for x in result['load_avg_1min'])} |"
+    )
 
 
 def main(argv=None) -> dict:
@@ -300,11 +362,13 @@ def main(argv=None) -> dict:
     args = parser().parse_args(argv)
     r = run(args, env_prefix() + "python benchmarks/throughput.py " + shlex.join(argv))
     g = r["geometry"]
-    print(f"{r['step_time_s'] * 1e3:.1f} ms/step (median of {args.steps}), {r['samples_per_s']:.3g} samples/s, "
-          f"{r['tokens_per_s']:,.0f} tokens/s, {r['tflops']:.3g} TFLOP/s, MFU {r['mfu']:.2%} (HFU {r['hfu']:.2%}) of "
-          f"{r['peak_tflops']:.4g} ({r['peak_source']}), peak mem {r['peak_mem_gb']:.2f} GB | x {g['x']}, "
-          f"{g['tokens_per_sample']} tokens/sample, {r['params'] / 1e6:.2f} M params, {r['dtype']}, attention "
-          f"{r['attention']}, compile {r['compile']}, {r['ckpt_blocks']} blocks checkpointed, {r['device']}")
+    print(
+        f"{r['step_time_s'] * 1e3:.1f} ms/step (median of {args.steps}), {r['samples_per_s']:.3g} samples/s, "
+        f"{r['tokens_per_s']:,.0f} tokens/s, {r['tflops']:.3g} TFLOP/s, MFU {r['mfu']:.2%} (HFU {r['hfu']:.2%}) of "
+        f"{r['peak_tflops']:.4g} ({r['peak_source']}), peak mem {r['peak_mem_gb']:.2f} GB | x {g['x']}, "
+        f"{g['tokens_per_sample']} tokens/sample, {r['params'] / 1e6:.2f} M params, {r['dtype']}, attention "
+        f"{r['attention']}, compile {r['compile']}, {r['ckpt_blocks']} blocks checkpointed, {r['device']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
     if args.record:

@@ -30,8 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=int, default=16, help="frames per clip")
     synth.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
     synth.add_argument("--seed", type=int, default=0, help="base seed; the same seed gives the same set")
-    synth.add_argument("--split", default="train", choices=SPLITS,
-                       help="zeroshot holds out a combination never rendered in the other splits")
+    synth.add_argument(
+        "--split",
+        default="train",
+        choices=SPLITS,
+        help="zeroshot holds out a combination never rendered in the other splits",
+    )
     synth.add_argument("--with-gt", action="store_true", help="also store raw ground truth as .npy members")
     synth.add_argument("--shard-size", type=int, default=64, help="samples per shard")
     synth.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
@@ -55,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--flow", default="dis", choices=("dis", "farneback"), help="OpenCV optical-flow method")
     ingest.add_argument("--depth", default=None, help="local transformers depth-estimation model folder")
     ingest.add_argument("--seg", default=None, help="local transformers segmentation model folder")
-    ingest.add_argument("--pose", default=None, help="folder holding detector/ (a local person detector) and vitpose/ (a COCO-17 VitPose)")
+    ingest.add_argument(
+        "--pose",
+        default=None,
+        help="folder holding detector/ (a local person detector) and vitpose/ (a COCO-17 VitPose)",
+    )
     ingest.add_argument("--split", default="train", help="split name written into every sample")
     ingest.add_argument("--shard-size", type=int, default=64, help="samples per shard")
 
@@ -64,8 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     external.add_argument("--out", required=True, help="output folder for the new shards")
     source = external.add_mutually_exclusive_group(required=True)
     source.add_argument("--features", help="safetensors file mapping each sample key to a [L, W] tensor")
-    source.add_argument("--random", type=int, metavar="W",
-                        help="random [L, W] features instead: a stand-in to try the path without an encoder")
+    source.add_argument(
+        "--random",
+        type=int,
+        metavar="W",
+        help="random [L, W] features instead: a stand-in to try the path without an encoder",
+    )
     return parser
 
 
@@ -76,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             from data_pipeline.synthetic.build import build_synthetic
 
             dataset = build_synthetic(
-                args.out, args.clips, frames=args.frames, size=args.size, seed=args.seed, split=args.split,
-                with_gt=args.with_gt, shard_size=args.shard_size, workers=args.workers,
+                args.out,
+                args.clips,
+                frames=args.frames,
+                size=args.size,
+                seed=args.seed,
+                split=args.split,
+                with_gt=args.with_gt,
+                shard_size=args.shard_size,
+                workers=args.workers,
             )
             print(f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out}")
         elif args.command == "check":
@@ -95,9 +114,19 @@ def main(argv: list[str] | None = None) -> int:
             from data_pipeline.ingest import ingest
 
             dataset = ingest(
-                args.videos, args.out, fps=args.fps, size=args.size, frames=args.frames, stride=args.stride,
-                ext=args.ext, flow=args.flow, depth=args.depth, seg=args.seg, pose=args.pose,
-                shard_size=args.shard_size, split=args.split,
+                args.videos,
+                args.out,
+                fps=args.fps,
+                size=args.size,
+                frames=args.frames,
+                stride=args.stride,
+                ext=args.ext,
+                flow=args.flow,
+                depth=args.depth,
+                seg=args.seg,
+                pose=args.pose,
+                shard_size=args.shard_size,
+                split=args.split,
             )
             print(f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out}")
         elif args.command == "external":
@@ -110,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 features, source = random_features(args.data, args.random), f"random (width {args.random})"
             dataset = add_external(args.data, features, args.out, source)
-            print(f"wrote {dataset['samples']} samples with {dataset['external']['dim']}-wide features to {args.out}"
-                  f" ({dataset['without_features']} without features left out)")
+            print(
+                f"wrote {dataset['samples']} samples with {dataset['external']['dim']}-wide features to {args.out}"
+                f" ({dataset['without_features']} without features left out)"
+            )
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
 
 from data_pipeline.check import iter_samples, list_shards
@@ -44,8 +43,10 @@ class BenchmarkClip:
 def _samples(root: str):
     shards, _ = list_shards(root)
     if not shards:
-        raise FileNotFoundError(f"{root} holds no shards (*.tar); build one with `python -m data_pipeline synth "
-                                f"--out {root} --clips N --with-gt`")
+        raise FileNotFoundError(
+            f"{root} holds no shards (*.tar); build one with `python -m data_pipeline synth "
+            f"--out {root} --clips N --with-gt`"
+        )
     return itertools.chain.from_iterable(iter_samples(path) for path in shards)
 
 
@@ -77,8 +78,10 @@ def training_prior(root: str, modality: str, limit: int = 256) -> np.ndarray:
     labels, and their trivial prediction is the background (an all-black video), not an average.
     """
     if modality in CATEGORICAL or modality not in MODALITIES:
-        raise ValueError(f"no mean prior for {modality!r}; continuous modalities: "
-                         f"{', '.join(m for m in MODALITIES if m not in CATEGORICAL)}")
+        raise ValueError(
+            f"no mean prior for {modality!r}; continuous modalities: "
+            f"{', '.join(m for m in MODALITIES if m not in CATEGORICAL)}"
+        )
     total, count = None, 0
     for _, members in itertools.islice(_samples(root), limit):
         video = decode_video(members[f"{modality}.{json.loads(members['json'])['ext']}"]).astype(np.float64)

@@ -171,8 +171,9 @@ def check_precomputed(meta: dict, members: dict[str, bytes]) -> list[str]:
                 problems.append(f"{member}: tensor {name!r} has shape {got}, expected {want}")
         if member == TEXT_MEMBER:
             lengths = {t: (header.get(t, {}).get("shape") or [0])[0] for t in texts + masks}
-            problems += [f"{member}: {t!r} and {m!r} differ in length" for t, m in zip(texts, masks)
-                         if lengths[t] != lengths[m]]
+            problems += [
+                f"{member}: {t!r} and {m!r} differ in length" for t, m in zip(texts, masks) if lengths[t] != lengths[m]
+            ]
     return problems
 
 

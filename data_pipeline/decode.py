@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -33,7 +33,6 @@ INTERPOLATION = {
 
 class BadSample(ValueError):
     """A sample that cannot be used; the message names its key, its shard and the reason."""
-
 
 
 def _crop_box(height: int, width: int, size: tuple[int, int], crop_scale, rng) -> tuple[int, int, int, int]:
@@ -75,8 +74,10 @@ def read_meta(raw: dict) -> dict:
     bad = partial(_bad, raw)
     dotted = [name for name in raw if name.endswith(".json")]
     if dotted:  # "a.b.json" arrives as key "a" with member "b.json"
-        raise bad(f"key {key + '.' + dotted[0][: -len('.json')]!r} contains a dot, and webdataset splits "
-                  "member names at the first dot; rename the sample")
+        raise bad(
+            f"key {key + '.' + dotted[0][: -len('.json')]!r} contains a dot, and webdataset splits "
+            "member names at the first dot; rename the sample"
+        )
     if "json" not in raw:
         raise bad("no json member")
     meta = json.loads(raw["json"])
@@ -88,8 +89,14 @@ def read_meta(raw: dict) -> dict:
     return meta
 
 
-def decode_sample(raw: dict, streams: Sequence[str], frames: int | None, size: tuple[int, int] | None,
-                  crop_scale, rng: np.random.Generator) -> dict:
+def decode_sample(
+    raw: dict,
+    streams: Sequence[str],
+    frames: int | None,
+    size: tuple[int, int] | None,
+    crop_scale,
+    rng: np.random.Generator,
+) -> dict:
     """Check a raw webdataset sample and turn its ``streams`` into float ``[3, T, H, W]`` in [-1, 1].
 
     The same frame window and crop apply to every stream. Raises :class:`BadSample` on any problem.

@@ -172,6 +172,8 @@ class SegEstimator:
         _require(path, "seg", "image-segmentation")
         from transformers.models.auto.modeling_auto import (
             MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as semantic,
+        )
+        from transformers.models.auto.modeling_auto import (
             MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES as universal,
         )
 
@@ -250,8 +252,11 @@ class PoseEstimator:
         boxes = []
         for found in detections:
             order = found["scores"].argsort(descending=True)
-            people = [box for box, label in zip(found["boxes"][order].tolist(), found["labels"][order].tolist())
-                      if label == self.person][:MAX_PERSONS]
+            people = [
+                box
+                for box, label in zip(found["boxes"][order].tolist(), found["labels"][order].tolist())
+                if label == self.person
+            ][:MAX_PERSONS]
             boxes.append([[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in people])
         return boxes
 

@@ -23,15 +23,18 @@ from data_pipeline.schema import EXTERNAL_MEMBER
 from data_pipeline.writer import derived_set
 
 
-def add_external(data: str, features: dict[str, torch.Tensor], out: str, source: str = "given",
-                 progress: bool = True) -> dict:
+def add_external(
+    data: str, features: dict[str, torch.Tensor], out: str, source: str = "given", progress: bool = True
+) -> dict:
     """Write ``data``'s samples with their ``features`` (sample key -> ``[L, W]``) as new shards in ``out``;
     ``source`` is recorded in the json. Returns the new dataset.json."""
     widths = {tuple(x.shape[1:]) for x in features.values() if x.ndim == 2 and len(x)}
     bad = [key for key, x in features.items() if x.ndim != 2 or len(x) == 0]
     if bad or len(widths) != 1:
         problem = f"{bad[0]!r} has shape {list(features[bad[0]].shape)}" if bad else f"widths {sorted(widths)}"
-        raise ValueError(f"the {source} features must map sample keys to [L, W] tensors (L >= 1) of one width W; {problem}")
+        raise ValueError(
+            f"the {source} features must map sample keys to [L, W] tensors (L >= 1) of one width W; {problem}"
+        )
     [(width,)] = widths
     info = {"dim": width, "source": source}
     paths, total, writer = derived_set(data, out)
@@ -50,7 +53,9 @@ def add_external(data: str, features: dict[str, torch.Tensor], out: str, source:
                 writer.write({**members, "json": meta, EXTERNAL_MEMBER: save({"features": tensor})})
         writer.info["without_features"] = missing
     if writer.dataset["samples"] == 0:
-        raise ValueError(f"no sample key of {data} has {source} features; their keys look like {next(iter(features), None)!r}")
+        raise ValueError(
+            f"no sample key of {data} has {source} features; their keys look like {next(iter(features), None)!r}"
+        )
     return writer.dataset
 
 

@@ -17,7 +17,7 @@ import math
 import os
 import re
 import warnings
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -31,7 +31,19 @@ from data_pipeline.writer import ShardWriter
 
 # File suffixes searched for (case-insensitive); anything OpenCV's FFmpeg backend decodes works.
 VIDEO_SUFFIXES = (
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp", ".ogv"
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".ts",
+    ".3gp",
+    ".ogv",
 )
 
 
@@ -77,9 +89,7 @@ def fit(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(frame[top : top + height, left : left + width])
 
 
-def cut_clips(
-    frames: Iterable[tuple[int, np.ndarray]], length: int, stride: int
-) -> Iterator[tuple[int, np.ndarray]]:
+def cut_clips(frames: Iterable[tuple[int, np.ndarray]], length: int, stride: int) -> Iterator[tuple[int, np.ndarray]]:
     """Group ``(source index, frame)`` items into ``(source index of the first frame, clip [T, H, W, 3])``
     with a clip starting every ``stride`` items; a tail shorter than ``length`` is dropped."""
     buffer, skip = [], 0
@@ -146,8 +156,19 @@ def ingest(
         raise ValueError(f"ext {ext!r} is not one of {', '.join(VIDEO_EXTS)}")
     paths = find_videos(videos)
     estimators = load_estimators(flow, depth, seg, pose)  # fails on a bad model folder before writing anything
-    args = dict(videos=videos, fps=fps, size=[height, width], frames=frames, stride=stride, ext=ext, flow=flow,
-                depth=depth, seg=seg, pose=pose, split=split)
+    args = dict(
+        videos=videos,
+        fps=fps,
+        size=[height, width],
+        frames=frames,
+        stride=stride,
+        ext=ext,
+        flow=flow,
+        depth=depth,
+        seg=seg,
+        pose=pose,
+        split=split,
+    )
     summary = {"found": len(paths), "skipped": {}, "without_clips": []}
     taken: set[str] = set()
     info = {"source": "ingest", "args": args}
@@ -164,9 +185,20 @@ def ingest(
                 rgb = ((i, fit(frame, height, width)[..., ::-1]) for i, frame in picked)  # BGR -> RGB [H, W, 3]
                 for start, clip in cut_clips(rgb, frames, stride):
                     meta = {
-                        "schema": SCHEMA_VERSION, "key": f"{base}-{written:04d}", "caption": caption, "fps": fps,
-                        "frames": frames, "height": height, "width": width, "source": relpath.replace(os.sep, "/"),
-                        "split": split, "modalities": ["rgb"], "ext": ext, "prompts": {}, "encoding": {}, "gt": [],
+                        "schema": SCHEMA_VERSION,
+                        "key": f"{base}-{written:04d}",
+                        "caption": caption,
+                        "fps": fps,
+                        "frames": frames,
+                        "height": height,
+                        "width": width,
+                        "source": relpath.replace(os.sep, "/"),
+                        "split": split,
+                        "modalities": ["rgb"],
+                        "ext": ext,
+                        "prompts": {},
+                        "encoding": {},
+                        "gt": [],
                         "clip": {"start_frame": start, "source_fps": source_fps},
                     }
                     writer.write(_sample(meta, clip, estimators))

@@ -19,9 +19,9 @@ import json
 import logging
 import os
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from data_pipeline.decode import INTERPOLATION, BadSample, decode_sample, load_e
 from data_pipeline.precomputed import collate_external, collate_precomputed
 
 log = logging.getLogger(__name__)
+
 
 def find_shards(root: str | os.PathLike | Sequence[str]) -> list[str]:
     """Shard paths listed by ``<root>/dataset.json`` (else the folder's ``*.tar``), or the paths given."""
@@ -65,7 +66,7 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors, out=out)
 
 
-def collate(samples: list[dict], streams: Sequence[str], worker: int, counter: "SkipCounter") -> dict:
+def collate(samples: list[dict], streams: Sequence[str], worker: int, counter: SkipCounter) -> dict:
     """Stack decoded (or precomputed) samples into a batch; ``_position`` tells how far ``worker`` has read.
 
     ``skipped`` adds to the samples' own counts what ``counter`` met since the last one was decoded,
@@ -144,7 +145,7 @@ class Position:
     delivered: list[int]
 
     @classmethod
-    def start_of(cls, epoch: int, workers: int) -> "Position":
+    def start_of(cls, epoch: int, workers: int) -> Position:
         return cls(epoch, 0, [0] * workers, [0] * workers)
 
 
@@ -180,13 +181,19 @@ class ShardDataset(IterableDataset):
         epoch = self.start.epoch
         counter = SkipCounter()
         if self.resampled:
-            source = [wds.ResampledShards(self.shards, worker_seed=partial(_seed, self.seed, epoch, rank, worker),
-                                          deterministic=True)]
+            source = [
+                wds.ResampledShards(
+                    self.shards, worker_seed=partial(_seed, self.seed, epoch, rank, worker), deterministic=True
+                )
+            ]
         else:  # the same shuffled order on every rank and worker, then a disjoint share of it
             order_seed = _seed(self.seed, epoch) if self.shardshuffle else None
             node_split = [wds.split_by_node] if self.split_by_node else []
-            source = [wds.SimpleShardList(self.shards, seed=order_seed), *node_split,
-                      partial(_split_by_worker, worker=worker, workers=self.workers)]
+            source = [
+                wds.SimpleShardList(self.shards, seed=order_seed),
+                *node_split,
+                partial(_split_by_worker, worker=worker, workers=self.workers),
+            ]
         stages = source + [wds.tarfile_to_samples(handler=counter)]
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, epoch, rank, worker))
@@ -235,8 +242,9 @@ class VideoLoader:
     def __iter__(self) -> Iterator[dict]:
         self.dataset.start = copy.deepcopy(self.position)  # workers fork with it at DataLoader iteration
         # Batches are already tensors; the default collate_fn (default_convert) would only walk every json.
-        loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            collate_fn=_as_is)
+        loader = DataLoader(
+            self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=_as_is
+        )
         for batch in loader:
             worker, read = batch.pop("_position")
             self.position.read[worker] = read
@@ -247,25 +255,44 @@ class VideoLoader:
 
     def state_dict(self) -> dict:
         """The position after the batches taken so far, as plain ints (this rank's only)."""
-        return {**asdict(self.position), "workers": self.dataset.workers, "seed": self.dataset.seed,
-                "batch_size": self.dataset.batch_size}
+        return {
+            **asdict(self.position),
+            "workers": self.dataset.workers,
+            "seed": self.dataset.seed,
+            "batch_size": self.dataset.batch_size,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a saved position; the loader must have the same workers, seed and batch size."""
         for name in ("workers", "seed", "batch_size"):
             if state[name] != getattr(self.dataset, name):
-                raise ValueError(f"the saved loader position is for {name}={state[name]} but this loader has "
-                                 f"{name}={getattr(self.dataset, name)}, so it cannot continue from it")
+                raise ValueError(
+                    f"the saved loader position is for {name}={state[name]} but this loader has "
+                    f"{name}={getattr(self.dataset, name)}, so it cannot continue from it"
+                )
         self.position = Position(state["epoch"], state["next_worker"], list(state["read"]), list(state["delivered"]))
 
 
-def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[str], batch_size: int, *,
-                frames: int | None = None, size: int | tuple[int, int] | None = None,
-                crop_scale: tuple[float, float] = (0.8, 1.0), shuffle_buffer: int = 64,
-                shardshuffle: bool = True, resampled: bool = False, epoch_samples: int | None = None,
-                num_workers: int = 0, seed: int = 0, pin_memory: bool = False,
-                precomputed: bool = False, split_by_node: bool = True, rank: int | None = None,
-                external: bool = False) -> VideoLoader:
+def make_loader(
+    root: str | os.PathLike | Sequence[str],
+    modalities: Sequence[str],
+    batch_size: int,
+    *,
+    frames: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    crop_scale: tuple[float, float] = (0.8, 1.0),
+    shuffle_buffer: int = 64,
+    shardshuffle: bool = True,
+    resampled: bool = False,
+    epoch_samples: int | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+    precomputed: bool = False,
+    split_by_node: bool = True,
+    rank: int | None = None,
+    external: bool = False,
+) -> VideoLoader:
     """Batches of clips for training, as dicts::
 
         rgb, <mod>   float32 [B, 3, T, H, W] in [-1, 1], one per stream
@@ -339,14 +366,31 @@ def make_loader(root: str | os.PathLike | Sequence[str], modalities: Sequence[st
     if epoch_samples is not None and (not resampled or epoch_samples < 1):
         raise ValueError(f"epoch_samples needs resampled=True and a positive count, got {epoch_samples}")
     if precomputed and (frames is not None or size is not None):
-        raise ValueError("frames and size do not apply to precomputed latents, which cover the whole stored clip; "
-                         "leave them None (precompute at the wanted size instead)")
+        raise ValueError(
+            "frames and size do not apply to precomputed latents, which cover the whole stored clip; "
+            "leave them None (precompute at the wanted size instead)"
+        )
     if rank is not None and (not resampled or rank < 0):
         raise ValueError(f"rank needs resampled=True and a non-negative value, got {rank}")
     if num_workers < 0 or seed < 0:
         raise ValueError(f"num_workers and seed must be non-negative, got {num_workers} and {seed}")
     size = None if size is None else tuple(size)
-    dataset = ShardDataset(find_shards(root), streams, batch_size, frames, size, tuple(crop_scale),
-                           shuffle_buffer, shardshuffle, resampled, epoch_samples, max(1, num_workers), seed,
-                           precomputed, split_by_node, rank, external)
+    dataset = ShardDataset(
+        find_shards(root),
+        streams,
+        batch_size,
+        frames,
+        size,
+        tuple(crop_scale),
+        shuffle_buffer,
+        shardshuffle,
+        resampled,
+        epoch_samples,
+        max(1, num_workers),
+        seed,
+        precomputed,
+        split_by_node,
+        rank,
+        external,
+    )
     return VideoLoader(dataset, num_workers, pin_memory)

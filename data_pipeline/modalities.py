@@ -20,8 +20,8 @@ Encodings and their round-trip error through lossless storage (FFV1):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

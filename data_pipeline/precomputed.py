@@ -8,7 +8,7 @@ whole stored clip; ``text.safetensors`` holds ``caption`` ``[L, D]`` + ``caption
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import safetensors
 import safetensors.torch
@@ -83,6 +83,7 @@ def collate_precomputed(samples: list[dict], streams: Sequence[str]) -> dict:
     """Batch :func:`read_precomputed` outputs: ``latent: {stream: [B, C, T', H', W']}`` and ``text``:
     ``caption [B, L, D]``, ``caption_mask [B, L]``, ``prompt: {mod: [B, L, D]}``, ``prompt_mask: {mod: [B, L]}``,
     each zero / False padded to its longest text in the batch."""
+
     def pad(name: str, mask: str) -> tuple[torch.Tensor, torch.Tensor]:
         return _pad_stack([s["text"][name] for s in samples], [s["text"][mask] for s in samples])
 

@@ -34,8 +34,16 @@ def contact_sheet(root: str, samples: int = 4, frames_per_sample: int = 2, scale
     header = np.full((_HEADER * scale, sheet.shape[1], 3), 255, np.uint8)
     column = sheet.shape[1] // len(names)
     for i, name in enumerate(names):
-        cv2.putText(header, name, (i * column + 4, header.shape[0] - 4 * scale), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            header,
+            name,
+            (i * column + 4, header.shape[0] - 4 * scale),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35 * scale,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return np.concatenate([header, sheet], axis=0)
 
 

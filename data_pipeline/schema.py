@@ -55,8 +55,10 @@ def key_problem(key: str) -> str | None:
     """Why ``key`` cannot name a webdataset sample, or None if it can."""
     if _KEY_PATTERN.match(key):
         return None
-    return (f"sample key {key!r} must use only letters, digits, '_' and '-' "
-            "(webdataset splits member names at the first dot)")
+    return (
+        f"sample key {key!r} must use only letters, digits, '_' and '-' "
+        "(webdataset splits member names at the first dot)"
+    )
 
 
 def video_member(modality: str, ext: str) -> str:

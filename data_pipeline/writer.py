@@ -125,6 +125,5 @@ def derived_set(data: str, out: str) -> tuple[list[str], int, ShardWriter]:
     with open(os.path.join(data, "dataset.json")) as f:
         kept = {k: v for k, v in json.load(f).items() if k not in ("schema", "shards", "samples", "created")}
     prefix = os.path.basename(paths[0]).rsplit("-", 1)[0] if paths else "shard"
-    writer = ShardWriter(out, prefix, max(listed.values(), default=64),
-                         {**kept, "source_data": os.path.abspath(data)})
+    writer = ShardWriter(out, prefix, max(listed.values(), default=64), {**kept, "source_data": os.path.abspath(data)})
     return paths, sum(listed.values()), writer

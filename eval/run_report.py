@@ -46,9 +46,16 @@ def estimate_disparity(trained: Trained, clips: list[BenchmarkClip], settings: S
     """Relative disparity ``[T, H, W]`` per clip, from the model's estimate of the depth stream."""
     was_training = trained.dit.training
     trained.dit.eval()
-    videos = run_task(trained, "est", "depth", [c.caption for c in clips], rgb=np.stack([c.videos["rgb"] for c in clips]),
-                      prompts=[c.prompts["depth"] for c in clips], settings=settings,
-                      features=clip_features(clips))["depth"]
+    videos = run_task(
+        trained,
+        "est",
+        "depth",
+        [c.caption for c in clips],
+        rgb=np.stack([c.videos["rgb"] for c in clips]),
+        prompts=[c.prompts["depth"] for c in clips],
+        settings=settings,
+        features=clip_features(clips),
+    )["depth"]
     trained.dit.train(was_training)
     return [DEPTH.decode(video) for video in videos]
 
@@ -68,11 +75,16 @@ def summary_table(results: dict) -> str:
     """The run's depth-estimation and validation figures as a small text table."""
     rows = [("model (trained)", ""), ("model at step 0", "step0."), ("mean training disparity map", "baseline_mean.")]
     lines = [f"{'depth estimation (test split)':<30} {'AbsRel':>8} {'delta1':>8}"]
-    lines += [f"{name:<30} {results[prefix + 'depth.abs_rel']:>8.4f} {results[prefix + 'depth.delta1']:>8.4f}"
-              for name, prefix in rows if prefix + "depth.abs_rel" in results]
+    lines += [
+        f"{name:<30} {results[prefix + 'depth.abs_rel']:>8.4f} {results[prefix + 'depth.delta1']:>8.4f}"
+        for name, prefix in rows
+        if prefix + "depth.abs_rel" in results
+    ]
     if results.get("val_loss_first") is not None and results.get("val_loss_last") is not None:
-        lines.append(f"validation flow-matching loss: {results['val_loss_first']:.4f} at step 0 -> "
-                     f"{results['val_loss_last']:.4f} at step {results['steps']}")
+        lines.append(
+            f"validation flow-matching loss: {results['val_loss_first']:.4f} at step 0 -> "
+            f"{results['val_loss_last']:.4f} at step {results['steps']}"
+        )
     return "\n".join(lines)
 
 
@@ -85,8 +97,11 @@ def evaluate_run(run: str | Path, device: str | None = None) -> dict:
     clips = load_depth_clips(root, config.eval.clips)
     settings = SamplerSettings(steps=config.eval.steps, seed=config.run.seed)
     state = read_state(final, rank=0)
-    results = {"steps": state["step"], "val_loss_first": state.get("val_loss_first"),
-               "val_loss_last": state.get("val_loss_last")}
+    results = {
+        "steps": state["step"],
+        "val_loss_first": state.get("val_loss_first"),
+        "val_loss_last": state.get("val_loss_last"),
+    }
     reports = {"": depth_report(estimate_disparity(trained, clips, settings), clips)}
     initial = run_dir / "checkpoints" / INITIAL
     if initial.is_dir():  # the untrained weights (checkpoint.keep_initial)

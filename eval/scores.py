@@ -55,10 +55,15 @@ def score_estimates(modality: str, estimates: list[np.ndarray], references: list
     out and counted in ``skipped``.
     """
     if modality == "depth":
-        return {**mean_over_videos([depth_metrics(e, r) for e, r in zip(estimates, references)]), "videos": len(estimates)}
+        return {
+            **mean_over_videos([depth_metrics(e, r) for e, r in zip(estimates, references)]),
+            "videos": len(estimates),
+        }
     if modality == "flow":
-        return {**mean_over_videos([flow_metrics(e[:-1], r[:-1]) for e, r in zip(estimates, references)]),
-                "videos": len(estimates)}
+        return {
+            **mean_over_videos([flow_metrics(e[:-1], r[:-1]) for e, r in zip(estimates, references)]),
+            "videos": len(estimates),
+        }
     if modality == "seg":
         ids = [np.asarray(e, np.int64) for e in estimates]
         gts = [np.asarray(r, np.int64) for r in references]
@@ -75,8 +80,11 @@ def score_estimates(modality: str, estimates: list[np.ndarray], references: list
         return not_measurable("no keypoint could be read back from the predicted skeleton renderings")
     results = [scorer(e, r) for e, r in pairs]
     keys = [k for k in results[0] if all(r[k] is not None for r in results)]
-    return {**{k: float(np.mean([r[k] for r in results])) for k in keys}, "videos": len(pairs),
-            "skipped": len(estimates) - len(pairs)}
+    return {
+        **{k: float(np.mean([r[k] for r in results])) for k in keys},
+        "videos": len(pairs),
+        "skipped": len(estimates) - len(pairs),
+    }
 
 
 def score_predictions(modality: str, videos: np.ndarray, clips: list[BenchmarkClip]) -> dict:

@@ -38,9 +38,9 @@ from data_pipeline.modalities import MODALITIES
 from data_pipeline.preview import film_strip, write_image
 from data_pipeline.video_io import VideoDecodeError
 from eval import vbench
-from eval.vbench_models import load_backbone
 from eval.report import format_tables, write_report
 from eval.scores import score_agreement, score_predictions
+from eval.vbench_models import load_backbone
 from unity.inference.loading import Trained, find_checkpoint, load_trained
 from unity.inference.pipeline import SamplerSettings, run_task
 
@@ -51,8 +51,16 @@ AUXILIARY = tuple(MODALITIES)[1:]
 class Bench:
     """One trained model, its sampler settings and the VBench models, evaluated split by split."""
 
-    def __init__(self, trained: Trained, gen: SamplerSettings, est: SamplerSettings, train_root: str | None,
-                 vbench_dims: list[str], weights_dir: str | None, fps: float):
+    def __init__(
+        self,
+        trained: Trained,
+        gen: SamplerSettings,
+        est: SamplerSettings,
+        train_root: str | None,
+        vbench_dims: list[str],
+        weights_dir: str | None,
+        fps: float,
+    ):
         self.trained, self.gen, self.est, self.train_root = trained, gen, est, train_root
         self.dims, self.weights_dir, self.fps = vbench_dims, weights_dir, fps
         self.models = {}
@@ -63,16 +71,24 @@ class Bench:
 
     def quality(self, videos: np.ndarray) -> dict:
         """VBench-style dimensions averaged over ``videos [N, T, H, W, 3]``; backbone ones need ``--weights``."""
-        scores = vbench.mean_over_videos([vbench.evaluate_video(v, self.fps, self.dims, self.weights_dir, models=self.models)
-                                          for v in videos])
+        scores = vbench.mean_over_videos(
+            [vbench.evaluate_video(v, self.fps, self.dims, self.weights_dir, models=self.models) for v in videos]
+        )
         for dim in vbench.WEIGHTED:
             scores.setdefault(dim, {"value": None, "reason": "needs the DINO / CLIP weights: pass --weights DIR"})
         return scores
 
     def estimate(self, modality: str, rgb: np.ndarray, clips: list[BenchmarkClip]) -> np.ndarray:
-        return run_task(self.trained, "est", modality, [c.caption for c in clips], rgb=rgb,
-                        prompts=[c.prompts.get(modality, MODALITIES[modality].prompt) for c in clips],
-                        settings=self.est, features=clip_features(clips))[modality]
+        return run_task(
+            self.trained,
+            "est",
+            modality,
+            [c.caption for c in clips],
+            rgb=rgb,
+            prompts=[c.prompts.get(modality, MODALITIES[modality].prompt) for c in clips],
+            settings=self.est,
+            features=clip_features(clips),
+        )[modality]
 
     def baselines(self, modality: str, clips: list[BenchmarkClip]) -> dict[str, np.ndarray]:
         """Trivial predictions of ``modality`` for every clip, by name."""
@@ -83,34 +99,50 @@ class Bench:
         if self.train_root is not None:
             out["mean training map"] = np.broadcast_to(training_prior(self.train_root, modality), shape)
         if modality == "depth":  # the input copied: luminance read as disparity (depth = 255 / luminance)
-            out["rgb luminance"] = np.stack([MODALITIES["depth"].encode(255.0 / np.maximum(c.videos["rgb"].mean(-1), 1.0), {})
-                                             for c in clips])
+            out["rgb luminance"] = np.stack(
+                [MODALITIES["depth"].encode(255.0 / np.maximum(c.videos["rgb"].mean(-1), 1.0), {}) for c in clips]
+            )
         return out
 
     def split(self, clips: list[BenchmarkClip], modalities: list[str], images: Path, name: str, bar) -> dict:
         rgb = np.stack([c.videos["rgb"] for c in clips])
         captions, features = [c.caption for c in clips], clip_features(clips)
         t2v = run_task(self.trained, "t2v", "rgb", captions, settings=self.gen, features=features)["rgb"]
-        result = {"clips": len(clips), "estimation": {}, "generation": {}, "joint": {},
-                  "vbench_real": self.quality(rgb), "t2v": {"vbench": self.quality(t2v)}}
+        result = {
+            "clips": len(clips),
+            "estimation": {},
+            "generation": {},
+            "joint": {},
+            "vbench_real": self.quality(rgb),
+            "t2v": {"vbench": self.quality(t2v)},
+        }
         write_image(str(images / f"{name}_t2v.png"), film_strip([("rgb", rgb[0]), ("text to\nvideo", t2v[0])]))
         for modality in modalities:
             truth = np.stack([c.videos[modality] for c in clips])
             estimated = self.estimate(modality, rgb, clips)
             rows = {"model": score_predictions(modality, estimated, clips)}
-            rows.update({label: score_predictions(modality, videos, clips)
-                         for label, videos in self.baselines(modality, clips).items()})
+            rows.update(
+                {
+                    label: score_predictions(modality, videos, clips)
+                    for label, videos in self.baselines(modality, clips).items()
+                }
+            )
             result["estimation"][modality] = rows
             bar.update()
 
-            generated = run_task(self.trained, "cond", modality, captions, control=truth, settings=self.gen,
-                                 features=features)["rgb"]
+            generated = run_task(
+                self.trained, "cond", modality, captions, control=truth, settings=self.gen, features=features
+            )["rgb"]
             result["generation"][modality] = {
-                "model": {"fidelity": score_predictions(modality, self.estimate(modality, generated, clips), clips),
-                          "vbench": self.quality(generated)},
+                "model": {
+                    "fidelity": score_predictions(modality, self.estimate(modality, generated, clips), clips),
+                    "vbench": self.quality(generated),
+                },
                 "real video": {"fidelity": rows["model"], "vbench": result["vbench_real"]},
-                "control copied as rgb": {"fidelity": score_predictions(modality, self.estimate(modality, truth, clips), clips),
-                                          "vbench": self.quality(truth)},
+                "control copied as rgb": {
+                    "fidelity": score_predictions(modality, self.estimate(modality, truth, clips), clips),
+                    "vbench": self.quality(truth),
+                },
             }
             bar.update()
 
@@ -121,11 +153,19 @@ class Bench:
                 "vbench": self.quality(joint["rgb"]),
             }
             bar.update()
-            write_image(str(images / f"{name}_{modality}.png"), film_strip([
-                ("rgb", rgb[0]), (f"{modality}\nground truth", truth[0]), (f"{modality}\nestimated", estimated[0]),
-                ("rgb from\nground truth", generated[0]),
-                ("joint rgb", joint["rgb"][0]), (f"joint\n{modality}", joint[modality][0]),
-            ]))
+            write_image(
+                str(images / f"{name}_{modality}.png"),
+                film_strip(
+                    [
+                        ("rgb", rgb[0]),
+                        (f"{modality}\nground truth", truth[0]),
+                        (f"{modality}\nestimated", estimated[0]),
+                        ("rgb from\nground truth", generated[0]),
+                        ("joint rgb", joint["rgb"][0]),
+                        (f"joint\n{modality}", joint[modality][0]),
+                    ]
+                ),
+            )
         return result
 
 
@@ -145,27 +185,39 @@ def check_clips(clips: list[BenchmarkClip], trained: Trained, folder: Path) -> N
     frames, size = trained.clip_shape
     shape = clips[0].videos["rgb"].shape if clips else None
     if shape != (frames, size, size, 3):
-        raise ValueError(f"{folder} holds clips of shape {shape} but the model was trained on {frames}x{size}x{size}; "
-                         f"build a matching split with `python -m data_pipeline synth --out {folder} --frames {frames} "
-                         f"--size {size} --with-gt --split {folder.name} --clips 16`")
+        raise ValueError(
+            f"{folder} holds clips of shape {shape} but the model was trained on {frames}x{size}x{size}; "
+            f"build a matching split with `python -m data_pipeline synth --out {folder} --frames {frames} "
+            f"--size {size} --with-gt --split {folder.name} --clips 16`"
+        )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m eval.unibench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.unibench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
-    parser.add_argument("--data", required=True, help="a shard folder with ground truth, or a folder of test/ and zeroshot/")
+    parser.add_argument(
+        "--data", required=True, help="a shard folder with ground truth, or a folder of test/ and zeroshot/"
+    )
     parser.add_argument("--out", required=True, help="output folder: results.json, report.html, images/")
-    parser.add_argument("--train-data", default=None, help="training shards for the mean-map baselines "
-                        "(default: the run's data.root/train)")
+    parser.add_argument(
+        "--train-data",
+        default=None,
+        help="training shards for the mean-map baselines (default: the run's data.root/train)",
+    )
     parser.add_argument("--modalities", nargs="+", default=None, choices=AUXILIARY, help="default: all present")
     parser.add_argument("--clips", type=int, default=16, help="clips per split")
     parser.add_argument("--steps", type=int, default=20, help="ODE steps for generation")
-    parser.add_argument("--est-steps", type=int, default=None, help="ODE steps for estimation (default: the run's eval.steps)")
+    parser.add_argument(
+        "--est-steps", type=int, default=None, help="ODE steps for estimation (default: the run's eval.steps)"
+    )
     parser.add_argument("--method", default="euler", choices=("euler", "heun"))
     parser.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale for generation")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", default=None, help="folder of VBench backbone weights (DINO, CLIP); see eval/vbench_models.py")
+    parser.add_argument(
+        "--weights", default=None, help="folder of VBench backbone weights (DINO, CLIP); see eval/vbench_models.py"
+    )
     parser.add_argument("--no-ema", action="store_true", help="use the trained weights, not their EMA")
     parser.add_argument("--device", default=None)
     return parser.parse_args(argv)
@@ -184,7 +236,9 @@ def main(argv=None) -> int:
             check_clips(loaded[split], trained, folder)
         train_root = args.train_data or os.path.join(trained.config.data.root, "train")
         if not os.path.isfile(os.path.join(train_root, "dataset.json")):
-            logging.warning("no training shards at %s: the mean-map baselines are left out (set --train-data)", train_root)
+            logging.warning(
+                "no training shards at %s: the mean-map baselines are left out (set --train-data)", train_root
+            )
             train_root = None
         with_gt = [m for m in AUXILIARY if all(m in c.gt for clips in loaded.values() for c in clips)]
         modalities = args.modalities or [m for m in trained.config.data.modalities if m in with_gt]
@@ -192,18 +246,35 @@ def main(argv=None) -> int:
         if missing:
             raise ValueError(f"the clips carry no raw ground truth for {', '.join(missing)}")
         est_steps = args.est_steps or int(trained.config.eval.steps)
-        bench = Bench(trained, SamplerSettings(steps=args.steps, method=args.method, cfg=args.cfg, seed=args.seed),
-                      SamplerSettings(steps=est_steps, method=args.method, seed=args.seed), train_root,
-                      vbench.default_dims(args.weights is not None), args.weights, fps=8.0)
+        bench = Bench(
+            trained,
+            SamplerSettings(steps=args.steps, method=args.method, cfg=args.cfg, seed=args.seed),
+            SamplerSettings(steps=est_steps, method=args.method, seed=args.seed),
+            train_root,
+            vbench.default_dims(args.weights is not None),
+            args.weights,
+            fps=8.0,
+        )
     except (FileNotFoundError, ValueError, VideoDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     out = Path(args.out)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    results = {"checkpoint": trained.checkpoint, "weights": trained.weights, "modalities": modalities,
-               "settings": {"steps": args.steps, "est_steps": est_steps, "method": args.method, "cfg": args.cfg,
-                            "seed": args.seed, "clips": args.clips}, "splits": {}}
+    results = {
+        "checkpoint": trained.checkpoint,
+        "weights": trained.weights,
+        "modalities": modalities,
+        "settings": {
+            "steps": args.steps,
+            "est_steps": est_steps,
+            "method": args.method,
+            "cfg": args.cfg,
+            "seed": args.seed,
+            "clips": args.clips,
+        },
+        "splits": {},
+    }
     with tqdm(total=3 * len(modalities) * len(loaded), desc="unibench", unit="task", disable=not modalities) as bar:
         for split, clips in loaded.items():
             results["splits"][split] = bench.split(clips, modalities, images, split, bar)

@@ -20,8 +20,16 @@ import cv2
 import numpy as np
 import torch
 
-from eval.vbench_models import (RAFT_MIN_SIZE, WeightsError, extract_features, load_backbone, load_raft,
-                                preprocess_clip, preprocess_dino, raft_flow)
+from eval.vbench_models import (
+    RAFT_MIN_SIZE,
+    WeightsError,
+    extract_features,
+    load_backbone,
+    load_raft,
+    preprocess_clip,
+    preprocess_dino,
+    raft_flow,
+)
 
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 NO_WEIGHTS = ("temporal_flickering", "motion_smoothness_linear_proxy", "dynamic_degree")
@@ -109,8 +117,7 @@ def top5_flow_magnitude(flow: np.ndarray) -> float:
     return float(np.mean(np.sort(rad)[::-1][:cut]))
 
 
-def dynamic_degree(frames, fps: float, backend: str = "opencv", weights_dir=None, *, model=None,
-                   device=None) -> dict:
+def dynamic_degree(frames, fps: float, backend: str = "opencv", weights_dir=None, *, model=None, device=None) -> dict:
     """vbench/dynamic_degree.py: is the video dynamic?
 
     Frames are first taken every ``max(1, round(fps / 8))`` (VBench's 8 fps resampling; VBench
@@ -139,9 +146,16 @@ def dynamic_degree(frames, fps: float, backend: str = "opencv", weights_dir=None
     count_needed = round(4 * (len(frames) / 16.0))
     scores = [top5_flow_magnitude(flow_fn(a, b)) for a, b in zip(frames[:-1], frames[1:])]
     moving = sum(score > threshold for score in scores)
-    return {"dynamic": bool(scores) and moving >= count_needed, "backend": name, "reference": reference,
-            "threshold": threshold, "pairs_needed": count_needed, "pairs_moving": int(moving),
-            "interval": interval, "scores": scores}
+    return {
+        "dynamic": bool(scores) and moving >= count_needed,
+        "backend": name,
+        "reference": reference,
+        "threshold": threshold,
+        "pairs_needed": count_needed,
+        "pairs_moving": int(moving),
+        "interval": interval,
+        "scores": scores,
+    }
 
 
 def _vfi_score(frames: np.ndarray, interpolate) -> float:
@@ -182,8 +196,18 @@ def _unavailable(reason: str) -> dict:
     return {"value": None, "reason": reason}
 
 
-def evaluate_video(frames, fps: float, dims=None, weights_dir=None, *, flow: str = "opencv", models=None,
-                   interpolate=None, scorers=None, device=None) -> dict:
+def evaluate_video(
+    frames,
+    fps: float,
+    dims=None,
+    weights_dir=None,
+    *,
+    flow: str = "opencv",
+    models=None,
+    interpolate=None,
+    scorers=None,
+    device=None,
+) -> dict:
     """``{dimension: {"value": float | None, ...}}`` for one video; unavailable ones carry a ``reason``.
 
     ``models``: preloaded modules by name (``dino``, ``clip``, ``raft``), so that many videos load
@@ -200,8 +224,10 @@ def evaluate_video(frames, fps: float, dims=None, weights_dir=None, *, flow: str
             if dim == "temporal_flickering":
                 out[dim] = {"value": temporal_flickering(frames)}
             elif dim == "motion_smoothness_linear_proxy":
-                out[dim] = {"value": motion_smoothness_linear_proxy(frames),
-                            "notes": "odd frames predicted as the mean of their neighbours, not AMT"}
+                out[dim] = {
+                    "value": motion_smoothness_linear_proxy(frames),
+                    "notes": "odd frames predicted as the mean of their neighbours, not AMT",
+                }
             elif dim == "motion_smoothness":
                 out[dim] = {"value": motion_smoothness(frames, interpolate), "backend": "given interpolator"}
             elif dim == "dynamic_degree":
@@ -210,8 +236,9 @@ def evaluate_video(frames, fps: float, dims=None, weights_dir=None, *, flow: str
             elif dim in WEIGHTED:
                 kind = "dino" if dim == "subject_consistency" else "clip"
                 model = models.get(kind)
-                value, pairs = _backbone_consistency(kind, frames, None if model is not None else weights_dir,
-                                                     model, device, with_pairs=True)
+                value, pairs = _backbone_consistency(
+                    kind, frames, None if model is not None else weights_dir, model, device, with_pairs=True
+                )
                 backend = "dino-vitb16" if kind == "dino" else "clip-vitb32"
                 out[dim] = {"value": value, "pairs": pairs, "backend": backend}
             elif dim in scorers:
@@ -260,8 +287,17 @@ def video_fps(path: str, default: float = 8.0) -> float:
     return fps if fps and math.isfinite(fps) and fps > 0 else default
 
 
-def evaluate_videos(paths, dims=None, weights_dir=None, *, flow: str = "opencv", fps: float | None = None,
-                    device=None, progress: bool = True, **kwargs) -> tuple[dict, dict]:
+def evaluate_videos(
+    paths,
+    dims=None,
+    weights_dir=None,
+    *,
+    flow: str = "opencv",
+    fps: float | None = None,
+    device=None,
+    progress: bool = True,
+    **kwargs,
+) -> tuple[dict, dict]:
     """Mean results over the video files ``paths`` and the per-video results; models are loaded once."""
     from tqdm import tqdm
 
@@ -278,8 +314,9 @@ def evaluate_videos(paths, dims=None, weights_dir=None, *, flow: str = "opencv",
     per_video = {}
     for path in tqdm(list(paths), desc="vbench", unit="video", disable=not progress):
         rate = fps if fps else video_fps(path)
-        per_video[path] = evaluate_video(read_video_file(path), rate, dims, weights_dir, flow=flow,
-                                         models=models, device=device, **kwargs)
+        per_video[path] = evaluate_video(
+            read_video_file(path), rate, dims, weights_dir, flow=flow, models=models, device=device, **kwargs
+        )
     return mean_over_videos(list(per_video.values())), per_video
 
 
@@ -302,8 +339,12 @@ def format_table(results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.vbench", description=__doc__.split("\n")[0])
     parser.add_argument("--videos", required=True, help="folder of .mp4/.mkv/.avi videos")
-    parser.add_argument("--dims", nargs="+", choices=DIMENSIONS, help="default: those that need no weights, "
-                        "plus subject/background consistency with --weights")
+    parser.add_argument(
+        "--dims",
+        nargs="+",
+        choices=DIMENSIONS,
+        help="default: those that need no weights, plus subject/background consistency with --weights",
+    )
     parser.add_argument("--weights", help="folder of local weights (dino_vitb16.*, clip_vitb32.*, raft_large.*)")
     parser.add_argument("--flow", choices=("opencv", "raft"), default="opencv", help="dynamic_degree flow backend")
     parser.add_argument("--fps", type=float, help="frame rate for dynamic_degree (default: each file's, else 8)")
@@ -323,8 +364,9 @@ def main(argv=None) -> int:
     if args.flow == "raft" and args.weights is None and (args.dims is None or "dynamic_degree" in args.dims):
         return fail("--flow raft needs --weights DIR holding raft_large.safetensors (torchvision raft_large weights)")
     try:
-        means, per_video = evaluate_videos(paths, args.dims, args.weights, flow=args.flow, fps=args.fps,
-                                           device=args.device)
+        means, per_video = evaluate_videos(
+            paths, args.dims, args.weights, flow=args.flow, fps=args.fps, device=args.device
+        )
     except (WeightsError, ImportError) as exc:
         return fail(str(exc))
     print(format_table(means))

@@ -53,21 +53,26 @@ def default_device(device=None) -> torch.device:
 
 
 def _save_hint(stem: str, build: str) -> str:
-    return (f"on a connected machine run: python -c \"import safetensors.torch as st, {build.split('.')[0]}; "
-            f"st.save_file({build}.state_dict(), '{stem}.safetensors')\"")
+    return (
+        f'on a connected machine run: python -c "import safetensors.torch as st, {build.split(".")[0]}; '
+        f"st.save_file({build}.state_dict(), '{stem}.safetensors')\""
+    )
 
 
 def find_weight_file(weights_dir, stem: str, what: str, build: str) -> str:
     """The path of ``weights_dir/stem.<ext>``, or a one-line WeightsError saying what to put where."""
     if weights_dir is None:
-        raise WeightsError(f"{what} needs local weights: pass --weights DIR holding {stem}.safetensors; "
-                           + _save_hint(stem, build))
+        raise WeightsError(
+            f"{what} needs local weights: pass --weights DIR holding {stem}.safetensors; " + _save_hint(stem, build)
+        )
     for ext in WEIGHT_EXTS:
         path = os.path.join(weights_dir, stem + ext)
         if os.path.isfile(path):
             return path
-    raise WeightsError(f"missing {what} weights: put {os.path.join(weights_dir, stem)}.safetensors "
-                       f"(or .pth); " + _save_hint(stem, build))
+    raise WeightsError(
+        f"missing {what} weights: put {os.path.join(weights_dir, stem)}.safetensors "
+        f"(or .pth); " + _save_hint(stem, build)
+    )
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -75,6 +80,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
+
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -85,12 +91,13 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
 def _load_into(model: nn.Module, path: str) -> nn.Module:
     state = read_state_dict(path)
     from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
     if isinstance(model, VisionTransformer):  # original DINO / OpenAI CLIP key layouts, pos-embed resizing
         state = checkpoint_filter_fn(state, model)
     try:
@@ -113,6 +120,7 @@ def load_backbone(kind: str, weights_dir=None, model: nn.Module | None = None, d
     if model is None:
         path = find_weight_file(weights_dir, stem, what, build)
         import timm
+
         # DINO sees the short side resized to 224 and the long side unchanged in ratio (no crop)
         extra = {"dynamic_img_size": True} if kind == "dino" else {}
         model = _load_into(timm.create_model(arch, pretrained=False, **extra), path)
@@ -153,7 +161,7 @@ def preprocess_clip(frames) -> torch.Tensor:
     x = _resize_short(_to_tensor(frames), INPUT_SIZE, "bicubic")
     h, w = x.shape[-2:]
     top, left = int(round((h - INPUT_SIZE) / 2.0)), int(round((w - INPUT_SIZE) / 2.0))
-    x = x[..., top:top + INPUT_SIZE, left:left + INPUT_SIZE]
+    x = x[..., top : top + INPUT_SIZE, left : left + INPUT_SIZE]
     return _normalize(x / 255.0, CLIP_MEAN, CLIP_STD)
 
 
@@ -167,9 +175,9 @@ def extract_features(model: nn.Module, images: torch.Tensor, batch: int = 16) ->
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
     if patch is not None:
         ph, pw = (patch, patch) if isinstance(patch, int) else patch
-        images = images[..., :images.shape[-2] // ph * ph, :images.shape[-1] // pw * pw]
+        images = images[..., : images.shape[-2] // ph * ph, : images.shape[-1] // pw * pw]
     device = next(model.parameters()).device
-    out = [model(images[i:i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)]
+    out = [model(images[i : i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)]
     feats = torch.cat(out)
     if feats.ndim != 2:
         raise ValueError(f"the feature extractor must return [N, D], got {tuple(feats.shape)}")
@@ -181,8 +189,10 @@ def load_raft(weights_dir, device=None) -> nn.Module:
     try:
         from torchvision.models.optical_flow import raft_large
     except ImportError as exc:
-        raise ImportError("the RAFT flow backend needs torchvision matching your torch "
-                          "(pip install -e '.[vbench]'); or use --flow opencv") from exc
+        raise ImportError(
+            "the RAFT flow backend needs torchvision matching your torch "
+            "(pip install -e '.[vbench]'); or use --flow opencv"
+        ) from exc
     build = "torchvision.models.optical_flow.raft_large(weights='C_T_V1')"
     path = find_weight_file(weights_dir, RAFT_STEM, "RAFT-Large (torchvision)", build)
     model = raft_large(weights=None, progress=False)

@@ -51,8 +51,13 @@ def flash_attention(q, k, v, key_mask=None):
     cu_seqlens_k = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
     cu_seqlens_q = torch.arange(0, (batch + 1) * queries, queries, dtype=torch.int32, device=q.device)
     out = flash_attn.flash_attn_varlen_func(
-        rearrange(q, "b n h d -> (b n) h d"), k[key_mask], v[key_mask],  # [total, H, Dh]
-        cu_seqlens_q, cu_seqlens_k, queries, int(lengths.max()),
+        rearrange(q, "b n h d -> (b n) h d"),
+        k[key_mask],
+        v[key_mask],  # [total, H, Dh]
+        cu_seqlens_q,
+        cu_seqlens_k,
+        queries,
+        int(lengths.max()),
     )
     return rearrange(out, "(b n) h d -> b h n d", b=batch)
 

@@ -66,8 +66,9 @@ class UnityBlock(nn.Module):
     block's learned table (Wan2.1's layout); both start at zero, so every gate is zero at init.
     """
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: float, qk_norm: bool, cross_attention: bool,
-                 attend: AttentionBackend):
+    def __init__(
+        self, hidden: int, heads: int, mlp_ratio: float, qk_norm: bool, cross_attention: bool, attend: AttentionBackend
+    ):
         super().__init__()
         self.norm1 = LayerNorm32(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(hidden, heads, qk_norm, attend)

@@ -16,9 +16,11 @@ import torch.nn as nn
 
 from models.config import ModelConfig
 
-_VAE_HINT = ("download e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers' vae/ subfolder (config.json + "
-             "diffusion_pytorch_model.safetensors) and set model.codec_path to it "
-             "(or to a pipeline folder holding vae/)")
+_VAE_HINT = (
+    "download e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers' vae/ subfolder (config.json + "
+    "diffusion_pytorch_model.safetensors) and set model.codec_path to it "
+    "(or to a pipeline folder holding vae/)"
+)
 
 
 def to_unit_range(video: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,7 @@ class Codec(nn.Module):
         t = frames if self.temporal == 1 else 1 + (frames - 1) // self.temporal
         return self.channels, t, height // self.spatial, width // self.spatial
 
-    def train(self, mode: bool = True) -> "Codec":
+    def train(self, mode: bool = True) -> Codec:
         """Codecs stay in eval mode: they are frozen."""
         return super().train(False)
 
@@ -105,8 +107,10 @@ class DiffusersCodec(Codec):
             mean = torch.full((self.channels,), float(config.get("shift_factor") or 0.0))
             std = torch.full((self.channels,), 1.0 / scale)
         if mean.numel() != self.channels or std.numel() != self.channels:
-            raise ValueError(f"the VAE config gives {mean.numel()} latent means and {std.numel()} stds "
-                             f"for {self.channels} latent channels")
+            raise ValueError(
+                f"the VAE config gives {mean.numel()} latent means and {std.numel()} stds "
+                f"for {self.channels} latent channels"
+            )
         self.register_buffer("mean", mean.view(1, -1, 1, 1, 1), persistent=False)  # [1, C, 1, 1, 1]
         self.register_buffer("std", std.view(1, -1, 1, 1, 1), persistent=False)
 
@@ -142,8 +146,10 @@ def _compression(vae: nn.Module) -> tuple[int, int]:
     temporal = getattr(vae, "temporal_compression_ratio", None) or config.get("temporal_compression_ratio")
     spatial = getattr(vae, "spatial_compression_ratio", None) or config.get("spatial_compression_ratio")
     if not temporal or not spatial:
-        raise ValueError(f"cannot tell the temporal and spatial compression of {type(vae).__name__}; "
-                         "it does not look like a video VAE")
+        raise ValueError(
+            f"cannot tell the temporal and spatial compression of {type(vae).__name__}; "
+            "it does not look like a video VAE"
+        )
     return int(temporal), int(spatial)
 
 

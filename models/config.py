@@ -19,14 +19,24 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # MLP hidden width / D
     patch: list[int] = field(default_factory=lambda: [4, 8, 8])  # 3D patch (pt, ph, pw) in codec space
     num_modalities: int = 6  # rows of the modality embedding (the data registry's modalities)
-    switcher: Literal["adaln", "token", "none"] = "adaln"  # modality switcher: adaln (paper), token (released code), none
-    in_context: Literal["dual", "caption_only", "none"] = "dual"  # cross-attention context: dual (caption for rgb, prompt for others), caption_only, none
-    timesteps: Literal["per_stream", "shared"] = "per_stream"  # modulation from each stream's own t, or one t shared by the sample's streams
-    layout: Literal["shared", "width", "time"] = "shared"  # RoPE offsets of the streams: shared grid, side by side in width, or in time
+    switcher: Literal["adaln", "token", "none"] = (
+        "adaln"  # modality switcher: adaln (paper), token (released code), none
+    )
+    in_context: Literal["dual", "caption_only", "none"] = (
+        "dual"  # cross-attention context: dual (caption for rgb, prompt for others), caption_only, none
+    )
+    timesteps: Literal["per_stream", "shared"] = (
+        "per_stream"  # modulation from each stream's own t, or one t shared by the sample's streams
+    )
+    layout: Literal["shared", "width", "time"] = (
+        "shared"  # RoPE offsets of the streams: shared grid, side by side in width, or in time
+    )
     attention: Literal["auto", "flash", "sdpa", "math"] = "auto"  # attention backend: auto, flash, sdpa, math
     qk_norm: bool = True  # RMS-normalise queries and keys before attention
     rope_theta: float = 10000.0  # RoPE base frequency
-    prediction: Literal["x", "v"] = "x"  # what the output head predicts: x (the clean stream) or v (the velocity); forward returns v
+    prediction: Literal["x", "v"] = (
+        "x"  # what the output head predicts: x (the clean stream) or v (the velocity); forward returns v
+    )
     x_min_t: float = 0.05  # prediction=x: v = (x_t - x̂_0) / max(t, x_min_t), bounding the gain at low noise
     grad_checkpointing: bool = False  # recompute block activations in the backward pass to save memory
     # codec
@@ -34,14 +44,18 @@ class ModelConfig:
     codec_path: str = ""  # local diffusers VAE folder, for codec=diffusers
     codec_batch: int = 1  # clips per VAE call (codec=diffusers): more is faster, fewer bounds memory
     # text encoder
-    text_encoder: Literal["builtin", "hf", "precomputed", "external"] = "builtin"  # builtin (byte-level, trainable), hf (local transformers T5/UMT5), precomputed
+    text_encoder: Literal["builtin", "hf", "precomputed", "external"] = (
+        "builtin"  # builtin (byte-level, trainable), hf (local transformers T5/UMT5), precomputed
+    )
     text_path: str = ""  # local transformers encoder folder, for text_encoder=hf
     text_dim: int = 128  # width of the text embeddings (builtin and precomputed; hf takes its model's)
     text_layers: int = 2  # transformer layers of the builtin text encoder
     text_max_tokens: int = 64  # tokens kept per caption or prompt
     # external-encoder conditioning (text_encoder=external, models/external.py)
     external_dim: int = 0  # width of the feature vectors stored in the shards (e.g. an MLLM's hidden size)
-    external_adapter: Literal["linear", "queries"] = "linear"  # linear (per token) or queries (learned queries + a small transformer)
+    external_adapter: Literal["linear", "queries"] = (
+        "linear"  # linear (per token) or queries (learned queries + a small transformer)
+    )
     external_queries: int = 32  # learned query tokens of the queries adapter: the context length
     external_layers: int = 2  # transformer layers of the queries adapter
 
@@ -49,13 +63,25 @@ class ModelConfig:
         """Raise ValueError naming the first field whose value cannot work."""
         for name, allowed in choices(ModelConfig).items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"'model.{name}' is {getattr(self, name)!r}; choose one of {', '.join(map(str, allowed))}")
-        for name in ("hidden", "depth", "heads", "num_modalities", "codec_batch", "text_dim", "text_layers",
-                     "text_max_tokens"):
+                raise ValueError(
+                    f"'model.{name}' is {getattr(self, name)!r}; choose one of {', '.join(map(str, allowed))}"
+                )
+        for name in (
+            "hidden",
+            "depth",
+            "heads",
+            "num_modalities",
+            "codec_batch",
+            "text_dim",
+            "text_layers",
+            "text_max_tokens",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"'model.{name}' must be positive, got {getattr(self, name)}")
         if self.text_encoder == "external" and self.external_dim < 1:
-            raise ValueError("'model.external_dim' must be the width of the stored external features (text_encoder=external)")
+            raise ValueError(
+                "'model.external_dim' must be the width of the stored external features (text_encoder=external)"
+            )
         if self.hidden % self.heads:
             raise ValueError(f"'model.hidden' ({self.hidden}) must be a multiple of 'model.heads' ({self.heads})")
         if (self.hidden // self.heads) % 2:

@@ -84,8 +84,9 @@ class UnityDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.modulation)
 
-    def forward(self, x, modality, t, caption=None, caption_mask=None, prompt=None, prompt_mask=None,
-                layout: str | None = None) -> torch.Tensor:
+    def forward(
+        self, x, modality, t, caption=None, caption_mask=None, prompt=None, prompt_mask=None, layout: str | None = None
+    ) -> torch.Tensor:
         """Velocity of every stream.
 
         x ``[B, S, C, T, H, W]``; modality long ``[B, S]`` (registry indices, rgb = 0); t ``[B, S]``

@@ -39,8 +39,9 @@ class FeatureAdapter(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if features.ndim != 3 or features.shape[-1] != self.width:
-            raise ValueError(f"external features must be [B, L, {self.width}] (model.external_dim), "
-                             f"got {list(features.shape)}")
+            raise ValueError(
+                f"external features must be [B, L, {self.width}] (model.external_dim), got {list(features.shape)}"
+            )
         mask = mask.bool()
         x = self.proj(self.norm(features.float()))  # [B, L, text_dim]
         if self.kind == "linear":
@@ -56,7 +57,9 @@ class FeatureAdapter(nn.Module):
 class ExternalConditioner(TextEncoder):
     """Prompts through the builtin byte encoder, captions from external features through the adapter."""
 
-    def __init__(self, width: int, dim: int, layers: int, max_tokens: int, kind: str, queries: int, adapter_layers: int):
+    def __init__(
+        self, width: int, dim: int, layers: int, max_tokens: int, kind: str, queries: int, adapter_layers: int
+    ):
         super().__init__()
         self.dim = dim
         self.prompts = BuiltinTextEncoder(dim, layers, max_tokens)

@@ -39,8 +39,15 @@ def tokens_per_stream(config: ModelConfig, grid: tuple[int, int, int]) -> int:
     return math.prod(size // p for size, p in zip(grid, config.patch))
 
 
-def forward_flops(config: ModelConfig, in_channels: int, text_dim: int, grid: tuple[int, int, int],
-                  streams: int = 2, caption_tokens: int = 64, prompt_tokens: int = 64) -> dict[str, int]:
+def forward_flops(
+    config: ModelConfig,
+    in_channels: int,
+    text_dim: int,
+    grid: tuple[int, int, int],
+    streams: int = 2,
+    caption_tokens: int = 64,
+    prompt_tokens: int = 64,
+) -> dict[str, int]:
     """Forward FLOPs of one sample by component, plus ``total``; ``grid`` is the codec-space (T, H, W)."""
     d, s = config.hidden, streams
     n = tokens_per_stream(config, grid)
@@ -70,4 +77,3 @@ def forward_flops(config: ModelConfig, in_channels: int, text_dim: int, grid: tu
     }
     flops["total"] = sum(flops.values())
     return flops
-

@@ -77,15 +77,19 @@ class SequenceParallel:
         self.size = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
         if heads % self.size:
-            raise ValueError(f"sequence parallelism over {self.size} ranks needs the attention heads "
-                             f"(model.heads = {heads}) to be a multiple of {self.size}")
+            raise ValueError(
+                f"sequence parallelism over {self.size} ranks needs the attention heads "
+                f"(model.heads = {heads}) to be a multiple of {self.size}"
+            )
 
     def local(self, tokens: int) -> slice:
         """This rank's share of a stream's ``tokens`` (N), which must split evenly."""
         if tokens % self.size:
-            raise ValueError(f"sequence parallelism over {self.size} ranks needs the tokens per stream "
-                             f"(N = {tokens}) to be a multiple of {self.size}; change data.frames, data.size "
-                             "or model.patch")
+            raise ValueError(
+                f"sequence parallelism over {self.size} ranks needs the tokens per stream "
+                f"(N = {tokens}) to be a multiple of {self.size}; change data.frames, data.size "
+                "or model.patch"
+            )
         share = tokens // self.size
         return slice(self.rank * share, (self.rank + 1) * share)
 

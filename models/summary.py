@@ -29,8 +29,13 @@ COMPONENTS = (
     ("patch_embed.", "patch_embed"),
     ("final.", "final_layer"),
 )
-BLOCK_COMPONENTS = {"attn": "self_attn", "cross_attn": "cross_attn", "cross_norm": "cross_attn", "mlp": "mlp",
-                    "modulation": "modulation"}
+BLOCK_COMPONENTS = {
+    "attn": "self_attn",
+    "cross_attn": "cross_attn",
+    "cross_norm": "cross_attn",
+    "mlp": "mlp",
+    "modulation": "modulation",
+}
 # The paper's view: cross-attention belongs both to the blocks and to the in-context learner.
 GROUPS = {
     "blocks": ("self_attn", "cross_attn", "mlp"),
@@ -66,9 +71,18 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     return counts
 
 
-def summarize(config: ModelConfig, channels: int = 3, text_dim: int | None = None, frames: int = 16,
-              height: int = 64, width: int = 64, streams: int = 2, compression=(1, 1, 1),
-              caption_tokens: int | None = None, prompt_tokens: int | None = None) -> dict:
+def summarize(
+    config: ModelConfig,
+    channels: int = 3,
+    text_dim: int | None = None,
+    frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    streams: int = 2,
+    compression=(1, 1, 1),
+    caption_tokens: int | None = None,
+    prompt_tokens: int | None = None,
+) -> dict:
     """Parameters (total, per component and group) and forward FLOPs per sample for a clip geometry."""
     text_dim = text_dim or config.text_dim
     caption_tokens = caption_tokens or config.text_max_tokens
@@ -88,10 +102,23 @@ def summarize(config: ModelConfig, channels: int = 3, text_dim: int | None = Non
         "tokens": streams * tokens_per_stream(config, grid),
         "tokens_per_stream": tokens_per_stream(config, grid),
         "context_tokens": context_length(config, caption_tokens, prompt_tokens),
-        "geometry": {"frames": frames, "height": height, "width": width, "streams": streams, "channels": channels,
-                     "compression": list(compression), "latent": list(grid), "patch": list(config.patch)},
-        "model": {"hidden": config.hidden, "depth": config.depth, "heads": config.heads,
-                  "mlp_ratio": config.mlp_ratio, "text_dim": text_dim},
+        "geometry": {
+            "frames": frames,
+            "height": height,
+            "width": width,
+            "streams": streams,
+            "channels": channels,
+            "compression": list(compression),
+            "latent": list(grid),
+            "patch": list(config.patch),
+        },
+        "model": {
+            "hidden": config.hidden,
+            "depth": config.depth,
+            "heads": config.heads,
+            "mlp_ratio": config.mlp_ratio,
+            "text_dim": text_dim,
+        },
     }
 
 
@@ -139,9 +166,16 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     summary = summarize(
-        load_model_config(args.config, args.overrides), args.channels, args.text_dim, args.frames,
-        args.height or args.size, args.width or args.size, args.streams, tuple(args.compression),
-        args.caption_tokens, args.prompt_tokens,
+        load_model_config(args.config, args.overrides),
+        args.channels,
+        args.text_dim,
+        args.frames,
+        args.height or args.size,
+        args.width or args.size,
+        args.streams,
+        tuple(args.compression),
+        args.caption_tokens,
+        args.prompt_tokens,
     )
     print(json.dumps(summary, indent=2) if args.json else format_table(summary))
     return summary

@@ -1,4 +1,4 @@
-"""Text encoders: captions and modality prompts -> token embeddings for cross-attention (docs/architecture.md, "The network").
+"""Text encoders: captions and prompts -> token embeddings (docs/architecture.md, "The network").
 
 Every encoder maps ``list[str]`` to ``(embeddings [B, L, dim], mask [B, L])`` with ``mask`` True
 on real tokens; ``L`` is the longest text of the batch after truncation to ``text_max_tokens``,
@@ -21,11 +21,12 @@ import torch.nn as nn
 from einops import rearrange
 
 from models.attention import attention
-from models.config import ModelConfig
 
-_TEXT_HINT = ("download e.g. google/umt5-xxl (config.json, the encoder weights and the tokenizer files), or "
-              "the text_encoder/ and tokenizer/ subfolders of Wan-AI/Wan2.1-T2V-1.3B-Diffusers, and set "
-              "model.text_path to that folder")
+_TEXT_HINT = (
+    "download e.g. google/umt5-xxl (config.json, the encoder weights and the tokenizer files), or "
+    "the text_encoder/ and tokenizer/ subfolders of Wan-AI/Wan2.1-T2V-1.3B-Diffusers, and set "
+    "model.text_path to that folder"
+)
 
 
 class TextEncoder(nn.Module):
@@ -106,15 +107,16 @@ class HFTextEncoder(TextEncoder):
         self.dim = int(getattr(model.config, "d_model", None) or model.config.hidden_size)
         self.train(False)
 
-    def train(self, mode: bool = True) -> "HFTextEncoder":
+    def train(self, mode: bool = True) -> HFTextEncoder:
         """Stays in eval mode: the encoder is frozen."""
         return super().train(False)
 
     @torch.no_grad()
     def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         device = next(self.model.parameters()).device
-        tokens = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_tokens,
-                                return_tensors="pt").to(device)
+        tokens = self.tokenizer(
+            list(texts), padding="longest", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        ).to(device)
         mask = tokens["attention_mask"].bool()
         x = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
         return x.float() * mask[..., None], mask
@@ -133,9 +135,11 @@ class PrecomputedText(TextEncoder):
         self.dim = dim
 
     def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        raise RuntimeError("text_encoder=precomputed encodes no strings: take the embeddings from the batch "
-                           "(batch['text'], loaded with precomputed=True from shards written by "
-                           "`python -m unity.precompute`)")
+        raise RuntimeError(
+            "text_encoder=precomputed encodes no strings: take the embeddings from the batch "
+            "(batch['text'], loaded with precomputed=True from shards written by "
+            "`python -m unity.precompute`)"
+        )
 
 
 def _hf_folders(path: str) -> tuple[str, str]:
@@ -155,8 +159,11 @@ def load_hf_text(path: str, max_tokens: int, dtype: torch.dtype | None = None) -
         raise ImportError("text_encoder=hf needs the transformers package: pip install -e '.[hf]'") from None
     tokenizer_folder, model_folder = _hf_folders(path)
     config = transformers.AutoConfig.from_pretrained(model_folder, local_files_only=True)
-    cls = {"t5": transformers.T5EncoderModel, "umt5": transformers.UMT5EncoderModel,
-           "mt5": transformers.MT5EncoderModel}.get(config.model_type, transformers.AutoModel)
+    cls = {
+        "t5": transformers.T5EncoderModel,
+        "umt5": transformers.UMT5EncoderModel,
+        "mt5": transformers.MT5EncoderModel,
+    }.get(config.model_type, transformers.AutoModel)
     model = cls.from_pretrained(model_folder, local_files_only=True, dtype=dtype or torch.float32)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
     return HFTextEncoder(tokenizer, model, max_tokens)

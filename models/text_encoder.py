@@ -22,8 +22,15 @@ def build_text_encoder(config: ModelConfig, device=None, dtype: torch.dtype | No
     elif config.text_encoder == "precomputed":
         encoder = PrecomputedText(config.text_dim)
     elif config.text_encoder == "external":
-        encoder = ExternalConditioner(config.external_dim, config.text_dim, config.text_layers, config.text_max_tokens,
-                                      config.external_adapter, config.external_queries, config.external_layers)
+        encoder = ExternalConditioner(
+            config.external_dim,
+            config.text_dim,
+            config.text_layers,
+            config.text_max_tokens,
+            config.external_adapter,
+            config.external_queries,
+            config.external_layers,
+        )
     else:
         raise ValueError(f"unknown text encoder {config.text_encoder!r}; choose builtin, hf, precomputed or external")
     return encoder.to(device) if device is not None else encoder

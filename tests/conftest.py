@@ -29,7 +29,13 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, data_root):
     runs = tmp_path_factory.mktemp("runs")
-    result = subprocess.run([sys.executable, "train.py", *overrides(runs, data_root), "run.name=full"],
-                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides(runs, data_root), "run.name=full"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return runs / "full", result

@@ -21,14 +21,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unity.precompute", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m unity.precompute", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="shard folder to read (holding dataset.json)")
     parser.add_argument("--out", required=True, help="new shard folder to write")
     parser.add_argument("--config", default=None, help="YAML config; its model section names codec and text encoder")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--dtype", default="float32", choices=DTYPES,
-                        help="weights of a diffusers VAE and an hf text encoder")
+    parser.add_argument(
+        "--dtype", default="float32", choices=DTYPES, help="weights of a diffusers VAE and an hf text encoder"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.codec=diffusers")
     args = parser.parse_args(argv)
     try:
@@ -38,13 +40,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        dataset = precompute(args.data, args.out, OmegaConf.to_object(config.model), args.device,
-                             DTYPES[args.dtype], seed=config.run.seed)
+        dataset = precompute(
+            args.data,
+            args.out,
+            OmegaConf.to_object(config.model),
+            args.device,
+            DTYPES[args.dtype],
+            seed=config.run.seed,
+        )
     except (OSError, ImportError, ValueError) as e:  # missing weights or data, a folder in the way
         print(f"precompute: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out} "
-          f"({dataset['skipped']} skipped)")
+    print(
+        f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out} "
+        f"({dataset['skipped']} skipped)"
+    )
     return 0
 
 

@@ -39,8 +39,9 @@ from unity.method.tasks import TASK_WORDS, get_task
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unity.sample", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m unity.sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", required=True, help="run folder (its latest checkpoint) or checkpoint folder")
     parser.add_argument("--task", required=True, choices=TASK_WORDS)
     parser.add_argument("--modality", default="depth", choices=list(MODALITIES)[1:], help="the auxiliary stream")
@@ -49,8 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--context", nargs=3, metavar=("A", "A_PRIME", "B"), help="sentence: the three context videos")
     parser.add_argument("--reverse", action="store_true", help="sentence: modality -> video (A, B are the modality)")
     parser.add_argument("--prompt", default="", help="the caption (generate, joint; optional for estimate)")
-    parser.add_argument("--features", help="a model with text_encoder=external: safetensors holding the prompt's "
-                        "external-encoder features (tensor 'features' [L, W])")
+    parser.add_argument(
+        "--features",
+        help="a model with text_encoder=external: safetensors holding the prompt's "
+        "external-encoder features (tensor 'features' [L, W])",
+    )
     parser.add_argument("--num", type=int, default=1, help="samples per input, each with its own noise")
     parser.add_argument("--steps", type=int, default=20, help="ODE steps")
     parser.add_argument("--method", default="euler", choices=METHODS)
@@ -86,16 +90,33 @@ def main(argv=None) -> int:
             kinds = stream_names(args.modality, args.reverse)[:3]
             context = np.stack([read_input(path, kind, frames, size) for path, kind in zip(args.context, kinds)])
             context = np.repeat(context[None], args.num, axis=0)  # [num, 3, T, H, W, 3]
-        settings = SamplerSettings(steps=args.steps, method=args.method, cfg=args.cfg, shift=args.shift,
-                                   seed=args.seed, batch_size=args.batch_size, progress=True)
+        settings = SamplerSettings(
+            steps=args.steps,
+            method=args.method,
+            cfg=args.cfg,
+            shift=args.shift,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=True,
+        )
         features = None
         if args.features:
             if not os.path.isfile(args.features):
                 raise FileNotFoundError(f"{args.features}: no such file")
             values, mask = read_external({EXTERNAL_MEMBER: Path(args.features).read_bytes()})
             features = (values.expand(args.num, -1, -1), mask.expand(args.num, -1))
-        streams = run_task(trained, args.task, args.modality, [args.prompt] * args.num, rgb=rgb, control=control,
-                           context=context, reverse=args.reverse, settings=settings, features=features)
+        streams = run_task(
+            trained,
+            args.task,
+            args.modality,
+            [args.prompt] * args.num,
+            rgb=rgb,
+            control=control,
+            context=context,
+            reverse=args.reverse,
+            settings=settings,
+            features=features,
+        )
     except (FileNotFoundError, ValueError, VideoDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

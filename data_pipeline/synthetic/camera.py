@@ -90,8 +90,7 @@ def roll_about_forward(rotation: np.ndarray, angle: float) -> np.ndarray:
     return rotation @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def camera_path(motion: str, eye: np.ndarray, target: np.ndarray, times: np.ndarray, rate: float,
-                roll: float = 0.0):
+def camera_path(motion: str, eye: np.ndarray, target: np.ndarray, times: np.ndarray, rate: float, roll: float = 0.0):
     """Per-frame ``(rotation [T, 3, 3], centre [T, 3])`` of a scripted motion.
 
     ``eye`` and ``target`` give the view at the middle of the clip; the motion runs at a

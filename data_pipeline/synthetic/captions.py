@@ -15,7 +15,10 @@ from .scene import Scene
 
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PERSON_NOUNS = (
-    ("person", "people"), ("person", "persons"), ("figure", "figures"), ("pedestrian", "pedestrians"),
+    ("person", "people"),
+    ("person", "persons"),
+    ("figure", "figures"),
+    ("pedestrian", "pedestrians"),
 )
 # Verb phrases per motion as (plural, singular) forms.
 PERSON_VERBS = {
@@ -24,10 +27,19 @@ PERSON_VERBS = {
     "waving": (("stand and wave", "stands and waves"), ("wave", "waves")),
 }
 OBJECT_NOUNS = {"box": ("box", "boxes", "block", "blocks"), "sphere": ("sphere", "spheres", "ball", "balls")}
-TEXTURE_WORDS = {"plain": ("", "plain"), "striped": ("striped",), "checkered": ("checkered",),
-                 "dotted": ("dotted", "polka-dot")}
-MOTION_WORDS = {"static": "", "sliding": "sliding", "spinning": "spinning", "rolling": "rolling",
-                "bouncing": "bouncing"}
+TEXTURE_WORDS = {
+    "plain": ("", "plain"),
+    "striped": ("striped",),
+    "checkered": ("checkered",),
+    "dotted": ("dotted", "polka-dot"),
+}
+MOTION_WORDS = {
+    "static": "",
+    "sliding": "sliding",
+    "spinning": "spinning",
+    "rolling": "rolling",
+    "bouncing": "bouncing",
+}
 CAMERA_PHRASES = {
     "static": ("the camera stays still", "the camera is static", "the camera holds its view"),
     "pan left": ("the camera pans left", "the camera turns to the left"),
@@ -38,9 +50,13 @@ CAMERA_PHRASES = {
     "orbit right": ("the camera orbits to the right", "the camera circles right around the scene"),
 }
 CAMERA_NOUNS = {
-    "static": "a static camera", "pan left": "a panning camera", "pan right": "a panning camera",
-    "dolly in": "a camera dollying in", "dolly out": "a camera dollying out",
-    "orbit left": "an orbiting camera", "orbit right": "an orbiting camera",
+    "static": "a static camera",
+    "pan left": "a panning camera",
+    "pan right": "a panning camera",
+    "dolly in": "a camera dollying in",
+    "dolly out": "a camera dollying out",
+    "orbit left": "an orbiting camera",
+    "orbit right": "an orbiting camera",
 }
 SKY_PHRASES = {"clear": "under a clear sky", "dusk": "at dusk", "overcast": "under an overcast sky"}
 
@@ -103,17 +119,21 @@ def _caption(rng, scene: Scene) -> str:
     if not persons and not objects:
         return f"An empty {scene.ground}{sky}; {camera}."
     if not persons:
-        return _pick(rng, [f"There {be} {stuff} {ground}{sky}, and {camera}.",
-                           f"{_cap(stuff)} {ground} while {camera}."])
+        return _pick(
+            rng, [f"There {be} {stuff} {ground}{sky}, and {camera}.", f"{_cap(stuff)} {ground} while {camera}."]
+        )
     people = _persons_clause(rng, persons)
     if not objects:
         return f"{_cap(people)} {ground}{sky} while {camera}."
-    return _pick(rng, [
-        f"{_cap(people)} {ground} near {stuff} while {camera}.",
-        f"{_cap(ground)}{sky}, {people} near {stuff}. {_cap(camera)}.",
-        f"There {be} {stuff} {ground}. {_cap(people)}, and {camera}.",
-        f"A scene{sky} with {stuff}: {people} as {camera}.",
-    ])
+    return _pick(
+        rng,
+        [
+            f"{_cap(people)} {ground} near {stuff} while {camera}.",
+            f"{_cap(ground)}{sky}, {people} near {stuff}. {_cap(camera)}.",
+            f"There {be} {stuff} {ground}. {_cap(people)}, and {camera}.",
+            f"A scene{sky} with {stuff}: {people} as {camera}.",
+        ],
+    )
 
 
 def seg_prompt(query: dict) -> str:

@@ -31,10 +31,15 @@ _UPPER_ARM, _FOREARM, _THIGH, _SHIN, _ANKLE = 0.17, 0.15, 0.245, 0.245, 0.04
 
 # Part shapes as fractions of body height: ellipsoid semi-axes (local x forward, y left, z along
 # the part) and capsules as (proximal joint, radius, length).
-_ELLIPSOIDS = dict(head=(0.05, 0.057, 0.066), torso=(0.063, 0.097, 0.17), hand=(0.014, 0.022, 0.04),
-                   foot=(0.06, 0.025, 0.022))
-_CAPSULES = dict(upper_arm=("shoulder", 0.026, _UPPER_ARM), lower_arm=("elbow", 0.021, _FOREARM),
-                 upper_leg=("hip", 0.042, _THIGH), lower_leg=("knee", 0.031, _SHIN))
+_ELLIPSOIDS = dict(
+    head=(0.05, 0.057, 0.066), torso=(0.063, 0.097, 0.17), hand=(0.014, 0.022, 0.04), foot=(0.06, 0.025, 0.022)
+)
+_CAPSULES = dict(
+    upper_arm=("shoulder", 0.026, _UPPER_ARM),
+    lower_arm=("elbow", 0.021, _FOREARM),
+    upper_leg=("hip", 0.042, _THIGH),
+    lower_leg=("knee", 0.031, _SHIN),
+)
 
 _FLIP = np.diag([1.0, -1.0, -1.0])  # local +z onto the hanging direction -z
 
@@ -103,8 +108,14 @@ class Humanoid:
                 upper_arm = torso @ _rot(0, sign * 2.5) @ _swing(np.full(frames, 0.2))  # raised sideways
                 elbow = 0.5 + 0.4 * np.sin(2 * np.pi * 1.5 * times + self.phase)
             forearm = upper_arm @ _swing(elbow)
-            links.update({f"{side}_upper_leg": thigh, f"{side}_lower_leg": shin,
-                          f"{side}_upper_arm": upper_arm, f"{side}_lower_arm": forearm})
+            links.update(
+                {
+                    f"{side}_upper_leg": thigh,
+                    f"{side}_lower_leg": shin,
+                    f"{side}_upper_arm": upper_arm,
+                    f"{side}_lower_arm": forearm,
+                }
+            )
 
             hip = joints[f"{side}_hip"] = _attach(body, pelvis, [0, sign * _HIP_WIDTH * h, 0])
             knee = joints[f"{side}_knee"] = _attach(thigh, hip, [0, 0, -_THIGH * h])

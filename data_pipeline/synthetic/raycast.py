@@ -58,12 +58,14 @@ class RayCaster:
         self.shape = np.ascontiguousarray(scene.shape.T, dtype=np.float32)  # [3, P]
         # Per-frame scalars for the ground and the dome (see _background).
         dome = centre - scene.backdrop_centre
-        self.background = np.concatenate([
-            cam_rot[:, 2, :].T,  # world z of the camera axes
-            centre[None, :, 2],
-            np.einsum("tji,tj->it", cam_rot, dome),  # dome-relative eye in camera axes
-            (np.sum(dome**2, axis=1) - BACKDROP_RADIUS**2)[None],
-        ]).astype(np.float32)  # [8, T]
+        self.background = np.concatenate(
+            [
+                cam_rot[:, 2, :].T,  # world z of the camera axes
+                centre[None, :, 2],
+                np.einsum("tji,tj->it", cam_rot, dome),  # dome-relative eye in camera axes
+                (np.sum(dome**2, axis=1) - BACKDROP_RADIUS**2)[None],
+            ]
+        ).astype(np.float32)  # [8, T]
         self.rects = self._screen_rects()  # [P, T, 4] inclusive pixel ranges x0, x1, y0, y1
 
     def _screen_rects(self) -> np.ndarray:

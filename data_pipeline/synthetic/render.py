@@ -56,9 +56,7 @@ class SyntheticClip:
     meta: dict = field(default_factory=dict)
 
 
-def render_clip(
-    seed: int, frames: int = 16, size: int | tuple[int, int] = 64, split: str = "train"
-) -> SyntheticClip:
+def render_clip(seed: int, frames: int = 16, size: int | tuple[int, int] = 64, split: str = "train") -> SyntheticClip:
     """Render the clip of ``(seed, split)`` with ``frames`` frames at ``size`` (int or (H, W)).
 
     ``split`` is one of ``scene.SPLITS``. Deterministic: equal arguments give bit-identical
@@ -107,11 +105,18 @@ def render_clip(
         caption=caption,
         prompts=prompts,
         fps=FPS,
-        meta=dict(seed=int(seed), split=split, ground=scene.ground, sky=scene.sky,
-                  seg_query=dict(scene.seg_query), horizontal_fov=round(scene.horizontal_fov, 4),
-                  pixel_convention="pixel (row i, col j) is centred at (x, y) = (j, i)",
-                  flow="forward t -> t+1, zero on the last frame", world_up="z",
-                  keypoint_visibility="in front of the camera and inside the image; occluders ignored"),
+        meta=dict(
+            seed=int(seed),
+            split=split,
+            ground=scene.ground,
+            sky=scene.sky,
+            seg_query=dict(scene.seg_query),
+            horizontal_fov=round(scene.horizontal_fov, 4),
+            pixel_convention="pixel (row i, col j) is centred at (x, y) = (j, i)",
+            flow="forward t -> t+1, zero on the last frame",
+            world_up="z",
+            keypoint_visibility="in front of the camera and inside the image; occluders ignored",
+        ),
     )
 
 
@@ -126,10 +131,12 @@ def _hit_points(camera, x, y, depth) -> np.ndarray:
     dx, dy = (x - k[0, 2]) / k[0, 0], (y - k[1, 2]) / k[1, 1]  # [HW]
     depth = depth.reshape(frames, -1)
     rot, centre = camera.rotation, camera.centre
-    return np.stack([
-        centre[:, i, None] + depth * (rot[:, i, 0, None] * dx + rot[:, i, 1, None] * dy + rot[:, i, 2, None])
-        for i in range(3)
-    ]).reshape(3, -1)
+    return np.stack(
+        [
+            centre[:, i, None] + depth * (rot[:, i, 0, None] * dx + rot[:, i, 1, None] * dy + rot[:, i, 2, None])
+            for i in range(3)
+        ]
+    ).reshape(3, -1)
 
 
 def _shade(scene: Scene, caster: RayCaster, frame, x, y, depth, ids, points):

@@ -143,8 +143,16 @@ def _axis_angle(axis, angle):
 
 
 # Material of each body part (BODY_PARTS names without their side).
-_CLOTHING = dict(torso="shirt", upper_arm="shirt", lower_arm="skin", head="skin", hand="skin",
-                 upper_leg="pants", lower_leg="pants", foot="shoes")
+_CLOTHING = dict(
+    torso="shirt",
+    upper_arm="shirt",
+    lower_arm="skin",
+    head="skin",
+    hand="skin",
+    upper_leg="pants",
+    lower_leg="pants",
+    foot="shoes",
+)
 
 
 def _sample_persons(rng, count, times, placed, materials, prims):
@@ -153,8 +161,13 @@ def _sample_persons(rng, count, times, placed, materials, prims):
     for _ in range(count):
         motion = str(rng.choice(list(PERSON_MOTIONS), p=list(PERSON_MOTIONS.values())))
         for _ in range(30):
-            person = Humanoid(height=rng.uniform(1.55, 1.9), start=np.zeros(2), heading=rng.uniform(0, 2 * np.pi),
-                              motion=motion, phase=rng.uniform(0, 2 * np.pi))
+            person = Humanoid(
+                height=rng.uniform(1.55, 1.9),
+                start=np.zeros(2),
+                heading=rng.uniform(0, 2 * np.pi),
+                motion=motion,
+                phase=rng.uniform(0, 2 * np.pi),
+            )
             direction = np.array([np.cos(person.heading), np.sin(person.heading)])
             path = _path(rng, 1.6, person.speed * direction, times)
             if _clear(path, 0.35, placed):
@@ -178,9 +191,18 @@ def _sample_persons(rng, count, times, placed, materials, prims):
             clothing = mats[_CLOTHING[name.split("_", 1)[-1]]]
             prims.append(_Primitive(*geometry, instance=len(infos) + 1, part=PART_INDEX[name], material=clothing))
         joints.append(joint_xyz)
-        infos.append(dict(category="person", color=str(shirt), texture=texture, motion=person.motion,
-                          pants_color=str(pants), height=round(person.height, 3),
-                          speed=round(person.speed, 3), heading=round(person.heading, 4)))
+        infos.append(
+            dict(
+                category="person",
+                color=str(shirt),
+                texture=texture,
+                motion=person.motion,
+                pants_color=str(pants),
+                height=round(person.height, 3),
+                speed=round(person.speed, 3),
+                heading=round(person.heading, 4),
+            )
+        )
     return infos, joints
 
 
@@ -223,8 +245,16 @@ def _sample_objects(rng, count, times, placed, materials, prims, first_id):
         material = materials.add(COLORS[color], accent_color(color), OBJECT_TEXTURES[texture], period)
         kind = BOX if category == "box" else ELLIPSOID
         prims.append(_Primitive(kind, half, rotation, origin, first_id + len(infos), 0, material))
-        infos.append(dict(category=category, color=color, texture=texture, motion=motion,
-                          size=round(float(2 * max(half)), 3), speed=round(float(speed), 3)))
+        infos.append(
+            dict(
+                category=category,
+                color=color,
+                texture=texture,
+                motion=motion,
+                size=round(float(2 * max(half)), 3),
+                speed=round(float(speed), 3),
+            )
+        )
     return infos
 
 
@@ -259,15 +289,20 @@ def _sample_seg_targets(rng, split, objects):
     of one category ("segment two spheres") or a single uniquely described one ("segment the
     red box").
     """
-    ids = {kind: [i + 1 for i, o in enumerate(objects) if (o["category"] == "person") == (kind == "person")]
-           for kind in ("person", "object")}
+    ids = {
+        kind: [i + 1 for i, o in enumerate(objects) if (o["category"] == "person") == (kind == "person")]
+        for kind in ("person", "object")
+    }
     if split != "zeroshot":
         return ids["person"], {"kind": "persons", "count": len(ids["person"])}
     things = [(i, objects[i - 1]) for i in ids["object"]]
     mode = rng.choice(["all", "category", "single"], p=[0.4, 0.25, 0.35])
     if mode == "single":
-        unique = [(i, o) for i, o in things
-                  if sum(p["color"] == o["color"] and p["category"] == o["category"] for _, p in things) == 1]
+        unique = [
+            (i, o)
+            for i, o in things
+            if sum(p["color"] == o["color"] and p["category"] == o["category"] for _, p in things) == 1
+        ]
         if unique:
             i, o = unique[rng.integers(len(unique))]
             return [i], {"kind": "single", "color": o["color"], "category": o["category"]}
@@ -308,19 +343,38 @@ def sample_scene(seed: int, frames: int, split: str) -> Scene:
     seg_targets, seg_query = _sample_seg_targets(rng, split, objects)
 
     sun_azimuth, sun_elevation = rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 1.15)
-    light = np.array([np.cos(sun_azimuth) * np.cos(sun_elevation), np.sin(sun_azimuth) * np.cos(sun_elevation),
-                      np.sin(sun_elevation)])
+    light = np.array(
+        [
+            np.cos(sun_azimuth) * np.cos(sun_elevation),
+            np.sin(sun_azimuth) * np.cos(sun_elevation),
+            np.sin(sun_elevation),
+        ]
+    )
     joints = np.stack(joints, axis=1) if joints else np.zeros((frames, 0, 15, 3))
     return Scene(
-        ground=ground, sky=sky, materials=materials, ground_material=ground_material,
-        backdrop_centre=np.array([*eye[:, :2].mean(axis=0), 0.0]), sky_colors=SKIES[sky],
+        ground=ground,
+        sky=sky,
+        materials=materials,
+        ground_material=ground_material,
+        backdrop_centre=np.array([*eye[:, :2].mean(axis=0), 0.0]),
+        sky_colors=SKIES[sky],
         skyline=np.concatenate([rng.uniform(0.02, 0.06, 2), rng.uniform(0, 2 * np.pi, 2)]),
-        light=light, ambient=float(rng.uniform(0.35, 0.5)), haze_distance=float(rng.uniform(25.0, 50.0)),
-        kind=kind, shape=shape, rotation=rotation, origin=origin,
+        light=light,
+        ambient=float(rng.uniform(0.35, 0.5)),
+        haze_distance=float(rng.uniform(25.0, 50.0)),
+        kind=kind,
+        shape=shape,
+        rotation=rotation,
+        origin=origin,
         instance=np.array([p.instance for p in prims], dtype=np.int32),
         part=np.array([p.part for p in prims], dtype=np.int32),
         material=np.array([p.material for p in prims], dtype=np.int64),
-        objects=objects, joints=joints, seg_targets=seg_targets, seg_query=seg_query,
-        camera_motion=motion, camera_eye=eye, camera_rotation=cam_rotation,
+        objects=objects,
+        joints=joints,
+        seg_targets=seg_targets,
+        seg_query=seg_query,
+        camera_motion=motion,
+        camera_eye=eye,
+        camera_rotation=cam_rotation,
         horizontal_fov=float(rng.uniform(50.0, 65.0)),
     )

@@ -54,7 +54,7 @@ def train(engine, steps, poison_rank=None, ema=None):
 
 
 def reference(config, steps, world_size):
-    """The plain engine taking each step on the concatenation of all ranks' micro-batches; its weights, results and EMA."""
+    """The plain engine taking each step on all ranks' micro-batches together; its weights, results and EMA."""
     engine = PlainEngine(mlp(), config)
     ema = EMA(engine.model, EMA_DECAY)
     results = []
@@ -73,9 +73,18 @@ def max_difference(a, b):
 
 
 def check_stage(stage, out):
-    overrides = ["parallel.engine=deepspeed", f"parallel.zero_stage={stage}", f"train.grad_accum={GRAD_ACCUM}",
-                 f"data.batch_size={MICRO_BATCH}", "optim.lr=1e-3", "schedule.warmup_steps=2", "schedule.kind=cosine",
-                 "train.max_steps=6", "optim.grad_clip=0.5", "optim.weight_decay=0.1"]
+    overrides = [
+        "parallel.engine=deepspeed",
+        f"parallel.zero_stage={stage}",
+        f"train.grad_accum={GRAD_ACCUM}",
+        f"data.batch_size={MICRO_BATCH}",
+        "optim.lr=1e-3",
+        "schedule.warmup_steps=2",
+        "schedule.kind=cosine",
+        "train.max_steps=6",
+        "optim.grad_clip=0.5",
+        "optim.weight_decay=0.1",
+    ]
     config = load(overrides=overrides)
     engine = DeepSpeedEngine(mlp(), config)
     ema = EMA(engine.model, EMA_DECAY)

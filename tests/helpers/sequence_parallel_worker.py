@@ -26,8 +26,15 @@ SHAPE = (2, 8, 8)  # T, H, W: with patch [1, 2, 2], 2·4·4 = 32 tokens per stre
 # The engine checks' model. AdamW turns rounding noise in near-zero gradient elements into weight
 # differences of order lr: lr=1e-4 keeps those near 1e-6 while the weights move by about 3e-4, and
 # grad_clip=20 clips the first step only, so that a wrong gradient scale would change the weights too.
-MODEL = ["model.hidden=160", "model.heads=2", "model.depth=2", "model.patch=[1,2,2]", "model.attention=math",
-         "model.layout=width", f"model.text_dim={TEXT_DIM}"]
+MODEL = [
+    "model.hidden=160",
+    "model.heads=2",
+    "model.depth=2",
+    "model.patch=[1,2,2]",
+    "model.attention=math",
+    "model.layout=width",
+    f"model.text_dim={TEXT_DIM}",
+]
 
 
 def build(config: ModelConfig, seed: int = 0) -> UnityDiT:
@@ -46,11 +53,15 @@ def inputs(step: int) -> dict:
     caption_mask = torch.rand(BATCH, 5, generator=g) > 0.3
     prompt_mask = torch.rand(BATCH, STREAMS, 3, generator=g) > 0.3
     caption_mask[:, 0] = prompt_mask[..., 0] = True
-    return dict(x=torch.randn(BATCH, STREAMS, CHANNELS, *SHAPE, generator=g),
-                modality=torch.tensor([[0, 1], [0, 3]]),
-                t=torch.rand(BATCH, STREAMS, generator=g).clamp(min=0.1),
-                caption=torch.randn(BATCH, 5, TEXT_DIM, generator=g), caption_mask=caption_mask,
-                prompt=torch.randn(BATCH, STREAMS, 3, TEXT_DIM, generator=g), prompt_mask=prompt_mask)
+    return dict(
+        x=torch.randn(BATCH, STREAMS, CHANNELS, *SHAPE, generator=g),
+        modality=torch.tensor([[0, 1], [0, 3]]),
+        t=torch.rand(BATCH, STREAMS, generator=g).clamp(min=0.1),
+        caption=torch.randn(BATCH, 5, TEXT_DIM, generator=g),
+        caption_mask=caption_mask,
+        prompt=torch.randn(BATCH, STREAMS, 3, TEXT_DIM, generator=g),
+        prompt_mask=prompt_mask,
+    )
 
 
 def target(step: int) -> torch.Tensor:
@@ -64,15 +75,30 @@ def loss_of(out: torch.Tensor, step: int) -> torch.Tensor:
 VARIANTS = {  # ModelConfig fields over the defaults below, per checked model
     "dual_width_x": {},
     "checkpointing": {"grad_checkpointing": True},
-    "token_time_v": {"switcher": "token", "layout": "time", "in_context": "caption_only", "prediction": "v",
-                     "attention": "math"},
+    "token_time_v": {
+        "switcher": "token",
+        "layout": "time",
+        "in_context": "caption_only",
+        "prediction": "v",
+        "attention": "math",
+    },
 }
 
 
 def check_model(group, **fields) -> dict:
     """Forward and gradients of the sharded model against the whole one, in this process."""
-    config = ModelConfig(**{"hidden": 32, "heads": 2, "depth": 2, "patch": [1, 2, 2], "attention": "sdpa",
-                            "layout": "width", "text_dim": TEXT_DIM, **fields})
+    config = ModelConfig(
+        **{
+            "hidden": 32,
+            "heads": 2,
+            "depth": 2,
+            "patch": [1, 2, 2],
+            "attention": "sdpa",
+            "layout": "width",
+            "text_dim": TEXT_DIM,
+            **fields,
+        }
+    )
     whole, sharded = build(config), build(config)
     sharded.enable_sequence_parallel(group)
     batch = inputs(0)
@@ -86,9 +112,14 @@ def check_model(group, **fields) -> dict:
         dist.all_reduce(b.grad, group=group)  # what the engine's loss scaling makes of DeepSpeed's average
         partial_differs |= not torch.allclose(partial, a.grad, atol=1e-6)
         grad_difference = max(grad_difference, (a.grad - b.grad).abs().max().item())
-    return {"forward_difference": (expected - got).abs().max().item(), "output_scale": expected.abs().max().item(),
-            "grad_difference": grad_difference, "grad_scale": max(p.grad.abs().max().item() for p in whole.parameters()),
-            "partial_grads_differ": partial_differs, "sequence_parallel": repr(sharded.sequence_parallel)}
+    return {
+        "forward_difference": (expected - got).abs().max().item(),
+        "output_scale": expected.abs().max().item(),
+        "grad_difference": grad_difference,
+        "grad_scale": max(p.grad.abs().max().item() for p in whole.parameters()),
+        "partial_grads_differ": partial_differs,
+        "sequence_parallel": repr(sharded.sequence_parallel),
+    }
 
 
 def check_errors(group) -> dict:
@@ -123,10 +154,22 @@ def train(engine) -> tuple[list[float], list[float]]:
 
 def check_stage(stage: int, out: str) -> None:
     """DeepSpeedEngine with sequence_parallel=2 (one group: no data parallelism) against the plain engine."""
-    overrides = [f"data.batch_size={BATCH}", "optim.lr=1e-4", "schedule.warmup_steps=0", "optim.grad_clip=20",
-                 "optim.weight_decay=0.1", *MODEL]
-    config = load(overrides=[*overrides, "parallel.engine=deepspeed", f"parallel.zero_stage={stage}",
-                             "parallel.sequence_parallel=2"])
+    overrides = [
+        f"data.batch_size={BATCH}",
+        "optim.lr=1e-4",
+        "schedule.warmup_steps=0",
+        "optim.grad_clip=20",
+        "optim.weight_decay=0.1",
+        *MODEL,
+    ]
+    config = load(
+        overrides=[
+            *overrides,
+            "parallel.engine=deepspeed",
+            f"parallel.zero_stage={stage}",
+            "parallel.sequence_parallel=2",
+        ]
+    )
     model_config = OmegaConf.to_object(config.model)
     initial = build(model_config).state_dict()
     engine = DeepSpeedEngine(build(model_config), config)
@@ -135,14 +178,23 @@ def check_stage(stage: int, out: str) -> None:
     partitioned = sum(p.ds_tensor.numel() < p.ds_numel for p in engine.model.parameters() if hasattr(p, "ds_tensor"))
     trained = engine.state_dict_consolidated()
     ranks = [None] * engine.world_size
-    dist.all_gather_object(ranks, {"losses": losses, "grad_norms": norms, "data_rank": engine.data_rank,
-                                   "data_world_size": engine.data_world_size})
+    dist.all_gather_object(
+        ranks,
+        {
+            "losses": losses,
+            "grad_norms": norms,
+            "data_rank": engine.data_rank,
+            "data_world_size": engine.data_world_size,
+        },
+    )
     if engine.is_main:
         plain = PlainEngine(build(model_config), load(overrides=overrides))
         expected_losses, expected_norms = train(plain)
         expected = plain.state_dict_consolidated()
         report = {
-            "ranks": ranks, "expected_losses": expected_losses, "expected_grad_norms": expected_norms,
+            "ranks": ranks,
+            "expected_losses": expected_losses,
+            "expected_grad_norms": expected_norms,
             "max_difference": max((trained[k] - expected[k]).abs().max().item() for k in expected),
             "worst": sorted(((trained[k] - expected[k]).abs().max().item(), k) for k in expected)[-4:],
             "moved": max((expected[k] - initial[k]).abs().max().item() for k in expected),

@@ -22,10 +22,20 @@ def clip(index: int, stream: str, frames: int = FRAMES) -> np.ndarray:
 
 def meta(index: int, modalities=("depth", "seg"), key: str | None = None) -> dict:
     return {
-        "schema": 1, "key": key or f"s{index:03d}", "caption": f"clip number {index}", "fps": 8,
-        "frames": FRAMES, "height": SIDE, "width": SIDE, "source": "synthetic", "split": "train",
-        "modalities": ["rgb", *modalities], "ext": "mkv",
-        "prompts": {m: f"{m} of clip {index}" for m in modalities}, "encoding": {}, "gt": [],
+        "schema": 1,
+        "key": key or f"s{index:03d}",
+        "caption": f"clip number {index}",
+        "fps": 8,
+        "frames": FRAMES,
+        "height": SIDE,
+        "width": SIDE,
+        "source": "synthetic",
+        "split": "train",
+        "modalities": ["rgb", *modalities],
+        "ext": "mkv",
+        "prompts": {m: f"{m} of clip {index}" for m in modalities},
+        "encoding": {},
+        "gt": [],
     }
 
 

@@ -16,8 +16,20 @@ def free_port() -> int:
 
 def run_two_ranks(worker: str, *args: str) -> None:
     """Run ``tests/helpers/<worker>`` on two ranks (gloo, one thread each); fails the test with its output on error."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={free_port()}", os.path.join(ROOT, "tests", "helpers", worker), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests", "helpers")])}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        os.path.join(ROOT, "tests", "helpers", worker),
+        *args,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests", "helpers")]),
+    }
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]

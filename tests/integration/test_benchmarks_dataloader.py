@@ -22,12 +22,41 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("dataloader-bench")
-    command = [sys.executable, "benchmarks/dataloader.py", "--clips", "4", "--frames", "4", "--size", "32",
-               "--workers", "0", "--batches", "2", "--batch-size", "2", "--rounds", "1", "--build-workers", "1",
-               "--model-config", "configs/model/tiny.yaml", "--channels", "3", "--compression", "1", "1", "1",
-               "--keep", str(out / "shards"), "--json", str(out / "result.json")]
-    run = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                         text=True, timeout=120)
+    command = [
+        sys.executable,
+        "benchmarks/dataloader.py",
+        "--clips",
+        "4",
+        "--frames",
+        "4",
+        "--size",
+        "32",
+        "--workers",
+        "0",
+        "--batches",
+        "2",
+        "--batch-size",
+        "2",
+        "--rounds",
+        "1",
+        "--build-workers",
+        "1",
+        "--model-config",
+        "configs/model/tiny.yaml",
+        "--channels",
+        "3",
+        "--compression",
+        "1",
+        "1",
+        "1",
+        "--keep",
+        str(out / "shards"),
+        "--json",
+        str(out / "result.json"),
+    ]
+    run = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "GPU demand" in run.stdout and "vs raw" in run.stdout
     with open(out / "result.json") as f:
@@ -36,8 +65,12 @@ def result(tmp_path_factory):
 
 def test_every_variant_is_measured_with_positive_rates(result):
     rows = {(r["format"], r["streams"], r["variant"], r["workers"]) for r in result["results"]}
-    assert rows == {(ext, streams, variant, workers) for ext in ("mkv", "mp4") for streams in ("all", "rgb")
-                    for variant, workers in (("raw", None), ("loader", 0))}
+    assert rows == {
+        (ext, streams, variant, workers)
+        for ext in ("mkv", "mp4")
+        for streams in ("all", "rgb")
+        for variant, workers in (("raw", None), ("loader", 0))
+    }
     for r in result["results"]:
         assert r["clips_per_s"] > 0 and r["per_worker_clips_per_s"] > 0 and r["cpu_ms_per_clip"] > 0
         assert r["vs_raw"] > 0 and len(r["rounds"]) == 1

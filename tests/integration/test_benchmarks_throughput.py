@@ -7,12 +7,30 @@ from pathlib import Path
 import pytest
 import torch
 
-from mini_run import ROOT
 from models.flops import forward_flops
 from models.summary import load_model_config
 
-TINY = ["--config", "configs/model/tiny.yaml", "--steps", "2", "--warmup", "1", "--batch", "2",
-        "--frames", "4", "--height", "16", "--width", "16", "--gemm-size", "256", "model.depth=2"]
+from mini_run import ROOT
+
+TINY = [
+    "--config",
+    "configs/model/tiny.yaml",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--batch",
+    "2",
+    "--frames",
+    "4",
+    "--height",
+    "16",
+    "--width",
+    "16",
+    "--gemm-size",
+    "256",
+    "model.depth=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +57,9 @@ def test_json_figures_and_flops(throughput, one_thread, tmp_path):
     assert 0 < result["mfu"] < 1 and result["step_time_s"] > 0 and result["peak_mem_gb"] > 0
     assert result["geometry"]["latent"] == [4, 16, 16] and result["geometry"]["tokens_per_sample"] == 2 * 4
     config = load_model_config("configs/model/tiny.yaml", ["depth=2"])
-    forward = forward_flops(config, 3, config.text_dim, (4, 16, 16), 2, config.text_max_tokens,
-                            config.text_max_tokens)["total"]
+    forward = forward_flops(config, 3, config.text_dim, (4, 16, 16), 2, config.text_max_tokens, config.text_max_tokens)[
+        "total"
+    ]
     assert result["flops_per_step"] == 3 * forward * 2
     assert result["tflops"] == pytest.approx(result["flops_per_step"] / result["step_time_s"] / 1e12)
     assert "python benchmarks/throughput.py --config configs/model/tiny.yaml" in result["command"]

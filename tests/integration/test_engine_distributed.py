@@ -39,7 +39,9 @@ def test_consolidated_weights_equal_one_process_on_the_global_batch(reports, sta
 @pytest.mark.parametrize("stage", STAGES)
 def test_ema_is_consolidated_and_swapped_in_under_every_stage(reports, stage):
     report = reports[stage]
-    assert report["ema_max_difference"] < 1e-5  # the same average as one process keeps (gathered from shards under ZeRO-3)
+    assert (
+        report["ema_max_difference"] < 1e-5
+    )  # the same average as one process keeps (gathered from shards under ZeRO-3)
     assert report["ema_forward_difference"] < 1e-5  # forward with the average swapped in = a model loaded with it
     assert report["restored_forward_difference"] < 1e-5  # and the trained weights come back afterwards
 

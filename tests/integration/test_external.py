@@ -12,10 +12,11 @@ from data_pipeline.__main__ import main as data_main
 from data_pipeline.benchmark import clip_features, load_clips
 from data_pipeline.external import add_external, random_features
 from data_pipeline.loader import make_loader
-from mini_run import ENV, ROOT, overrides
 from models.external import FeatureAdapter
 from unity.inference.loading import load_trained
 from unity.inference.pipeline import SamplerSettings, run_task
+
+from mini_run import ENV, ROOT, overrides
 
 SPLITS = ("train", "val", "test")
 
@@ -33,7 +34,7 @@ def test_adapter_maps_any_width_to_the_text_width(width, kind):
     else:  # padding does not change the queries' outputs
         shorter, _ = adapter(features[1:2, :3], mask[1:2, :3])
         torch.testing.assert_close(context[1:2], shorter, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match=r"\[B, L, %d\]" % width):
+    with pytest.raises(ValueError, match=rf"\[B, L, {width}\]"):
         adapter(torch.randn(3, 7, width + 1), mask)
 
 
@@ -42,15 +43,21 @@ def external_root(tmp_path_factory, finished_run, data_root):
     """The shared run's synthetic splits copied with random 24-wide caption features."""
     root = tmp_path_factory.mktemp("external")
     for split in SPLITS:
-        add_external(str(data_root / split), random_features(str(data_root / split), 24, seed=1), str(root / split),
-                     source="random", progress=False)
+        add_external(
+            str(data_root / split),
+            random_features(str(data_root / split), 24, seed=1),
+            str(root / split),
+            source="random",
+            progress=False,
+        )
     return root
 
 
 def test_loader_pads_the_features_of_a_batch(external_root, data_root, caplog):
     features = random_features(str(data_root / "train"), 24, seed=1)
-    loader = make_loader(external_root / "train", ["depth"], 4, frames=8, size=32, shuffle_buffer=0,
-                         shardshuffle=False, external=True)
+    loader = make_loader(
+        external_root / "train", ["depth"], 4, frames=8, size=32, shuffle_buffer=0, shardshuffle=False, external=True
+    )
     batch = next(iter(loader))
     values, mask = batch["external"]
     lengths = [len(features[key]) for key in batch["key"]]
@@ -73,16 +80,32 @@ def test_cli_writes_features_and_names_bad_input(tmp_path, data_root, capsys):
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(3)}, str(bad))
-    assert data_main(["external", "--data", str(data_root / "val"), "--out", str(tmp_path / "b"), "--features", str(bad)]) == 2
+    assert (
+        data_main(["external", "--data", str(data_root / "val"), "--out", str(tmp_path / "b"), "--features", str(bad)])
+        == 2
+    )
     assert "[L, W]" in capsys.readouterr().err
 
 
 def test_training_on_external_features(tmp_path, external_root):
     """A few steps with the queries adapter, then inference that needs the features."""
-    extra = {"model.text_encoder": "external", "model.external_dim": 24, "model.external_adapter": "queries",
-             "model.external_queries": 4, "train.max_steps": 4, "checkpoint.save_every": 4, "train.eval_every": 4}
-    result = subprocess.run([sys.executable, "train.py", *overrides(tmp_path, external_root, **extra), "run.name=ext"],
-                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    extra = {
+        "model.text_encoder": "external",
+        "model.external_dim": 24,
+        "model.external_adapter": "queries",
+        "model.external_queries": 4,
+        "train.max_steps": 4,
+        "checkpoint.save_every": 4,
+        "train.eval_every": 4,
+    }
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides(tmp_path, external_root, **extra), "run.name=ext"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in (tmp_path / "ext" / "metrics.jsonl").read_text().splitlines()]
     losses = [line["loss"] for line in lines if "loss" in line]
@@ -94,8 +117,15 @@ def test_training_on_external_features(tmp_path, external_root):
     clips = load_clips(str(external_root / "test"))
     rgb = np.stack([c.videos["rgb"] for c in clips])
     settings = SamplerSettings(steps=1)
-    out = run_task(trained, "estimate", "depth", [c.caption for c in clips], rgb=rgb, settings=settings,
-                   features=clip_features(clips))
+    out = run_task(
+        trained,
+        "estimate",
+        "depth",
+        [c.caption for c in clips],
+        rgb=rgb,
+        settings=settings,
+        features=clip_features(clips),
+    )
     assert out["depth"].shape == rgb.shape
     with pytest.raises(ValueError, match="external-encoder features"):
         run_task(trained, "estimate", "depth", [c.caption for c in clips], rgb=rgb, settings=settings)

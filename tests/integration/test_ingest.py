@@ -108,9 +108,7 @@ def test_ingest_cuts_clips_into_valid_samples(tmp_path):
     write_video(videos / "sub" / "pan.avi", 20)  # 7 frames at 8 fps
     (videos / "walk.txt").write_text("a textured wall slides left\n")
     out = tmp_path / "out"
-    dataset = ingest(
-        str(videos), str(out), fps=8, size=32, frames=4, stride=2, ext="mp4", shard_size=4, progress=False
-    )
+    dataset = ingest(str(videos), str(out), fps=8, size=32, frames=4, stride=2, ext="mp4", shard_size=4, progress=False)
 
     samples = read_samples(out)
     walk = [f"walk-{i:04d}" for i in range(6)]  # clips start at resampled frames 0, 2, ..., 10
@@ -196,9 +194,17 @@ def test_estimators_without_transformers_say_how_to_install_it(tmp_path, monkeyp
 def save_tiny_dpt(path) -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.DPTConfig(
-        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-        intermediate_size=32, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 8, 8],
-        reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=8, head_hidden_size=8,
+        image_size=32,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 8, 8, 8],
+        reassemble_factors=[4, 2, 1, 0.5],
+        fusion_hidden_size=8,
+        head_hidden_size=8,
     )
     transformers.DPTForDepthEstimation(config).save_pretrained(path)
     transformers.DPTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
@@ -207,8 +213,16 @@ def save_tiny_dpt(path) -> None:
 def save_tiny_segformer(path) -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.SegformerConfig(
-        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], patch_sizes=[7, 3],
-        strides=[4, 2], num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=16, num_labels=5,
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        num_labels=5,
     )
     transformers.SegformerForSemanticSegmentation(config).save_pretrained(path)
     transformers.SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
@@ -218,12 +232,26 @@ def save_tiny_mask2former(path) -> None:
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("scipy")  # Mask2Former builds its training loss, which needs scipy
     backbone = transformers.SwinConfig(
-        image_size=32, patch_size=4, embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=2,
+        image_size=32,
+        patch_size=4,
+        embed_dim=32,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=2,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
     config = transformers.Mask2FormerConfig(
-        backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_feedforward_dim=32,
-        dim_feedforward=32, encoder_layers=1, decoder_layers=2, num_attention_heads=2, num_queries=5, num_labels=3,
+        backbone_config=backbone,
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=32,
+        dim_feedforward=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        num_queries=5,
+        num_labels=3,
     )
     transformers.Mask2FormerForUniversalSegmentation(config).save_pretrained(path)
     transformers.Mask2FormerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
@@ -234,14 +262,29 @@ def save_tiny_pose(path) -> None:
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
     backbone = transformers.RTDetrResNetConfig(
-        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic",
+        embedding_size=8,
+        hidden_sizes=[8, 16, 32, 64],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
         out_features=["stage2", "stage3", "stage4"],
     )
     config = transformers.RTDetrConfig(
-        backbone_config=backbone, encoder_in_channels=[16, 32, 64], d_model=32, encoder_hidden_dim=32,
-        encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, decoder_in_channels=[32, 32, 32], num_queries=4, num_denoising=0,
-        num_labels=1, id2label={0: "person"}, label2id={"person": 0},
+        backbone_config=backbone,
+        encoder_in_channels=[16, 32, 64],
+        d_model=32,
+        encoder_hidden_dim=32,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        decoder_in_channels=[32, 32, 32],
+        num_queries=4,
+        num_denoising=0,
+        num_labels=1,
+        id2label={0: "person"},
+        label2id={"person": 0},
     )
     detector = transformers.RTDetrForObjectDetection(config)
     with torch.no_grad():
@@ -251,8 +294,13 @@ def save_tiny_pose(path) -> None:
     detector.save_pretrained(path / "detector")
     transformers.RTDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path / "detector")
     backbone = transformers.VitPoseBackboneConfig(
-        image_size=[32, 24], patch_size=[8, 8], hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, out_indices=[1],
+        image_size=[32, 24],
+        patch_size=[8, 8],
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        out_indices=[1],
     )
     config = transformers.VitPoseConfig(backbone_config=backbone, num_labels=17)
     transformers.VitPoseForPoseEstimation(config).save_pretrained(path / "vitpose")

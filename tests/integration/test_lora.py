@@ -8,21 +8,39 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mini_run import ENV, ROOT, overrides
 from unity.config import ConfigError, load
-from unity.lora import main as lora_main
 from unity.inference.loading import load_trained
+from unity.lora import main as lora_main
 from unity.sample import main as sample_main
+
+from mini_run import ENV, ROOT, overrides
 
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, data_root, finished_run):
     runs = tmp_path_factory.mktemp("lora")
-    extra = {"lora.enabled": "true", "lora.rank": 4, "train.init_from": str(finished_run[0]), "train.max_steps": 4,
-             "checkpoint.save_every": 2, "train.eval_every": 2, "routing.tasks.sentence": 1, "routing.tasks.cond": 0,
-             "routing.tasks.est": 0, "routing.tasks.joint": 0, "data.modalities": "[depth]", "optim.lr": 1e-2}
-    result = subprocess.run([sys.executable, "train.py", *overrides(runs, data_root, **extra), "run.name=lora"],
-                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    extra = {
+        "lora.enabled": "true",
+        "lora.rank": 4,
+        "train.init_from": str(finished_run[0]),
+        "train.max_steps": 4,
+        "checkpoint.save_every": 2,
+        "train.eval_every": 2,
+        "routing.tasks.sentence": 1,
+        "routing.tasks.cond": 0,
+        "routing.tasks.est": 0,
+        "routing.tasks.joint": 0,
+        "data.modalities": "[depth]",
+        "optim.lr": 1e-2,
+    }
+    result = subprocess.run(
+        [sys.executable, "train.py", *overrides(runs, data_root, **extra), "run.name=lora"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return runs / "lora"
 
@@ -61,8 +79,9 @@ def test_the_merged_run_matches_base_plus_adapter_and_the_sampler_loads_both(lor
         b = plain.dit(x, modality, t, **cond, layout="time")
     assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
 
-    code = sample_main(["--ckpt", str(lora_run), "--task", "joint", "--prompt", "x", "--steps", "1",
-                        "--out", str(tmp_path / "s")])
+    code = sample_main(
+        ["--ckpt", str(lora_run), "--task", "joint", "--prompt", "x", "--steps", "1", "--out", str(tmp_path / "s")]
+    )
     assert code == 0 and (tmp_path / "s" / "depth.mp4").is_file()
 
 

@@ -48,9 +48,16 @@ def test_output_passes_check_and_keeps_every_member(synthetic, pixel_set):
     for key, members in before.items():
         meta = json.loads(after[key]["json"])
         assert {k: v for k, v in meta.items() if k != "precomputed"} == json.loads(members["json"])
-        assert meta["precomputed"] == {"codec": "pixel", "codec_path": "", "text_encoder": "builtin", "text_path": "",
-                                       "text_dim": 32, "latent_dtype": "float16", "text_dtype": "bfloat16",
-                                       "latent_shape": [3, 5, 32, 32]}
+        assert meta["precomputed"] == {
+            "codec": "pixel",
+            "codec_path": "",
+            "text_encoder": "builtin",
+            "text_path": "",
+            "text_dim": 32,
+            "latent_dtype": "float16",
+            "text_dtype": "bfloat16",
+            "latent_shape": [3, 5, 32, 32],
+        }
         assert all(after[key][name] == data for name, data in members.items() if name != "json")
         names = {f"latent.{m}.safetensors" for m in meta["modalities"]} | {"text.safetensors"}
         assert set(after[key]) == set(members) | names
@@ -97,20 +104,27 @@ def test_loader_yields_the_stored_tensors(pixel_set):
             length = len(text["caption"])
             assert torch.equal(batch["text"]["caption"][b, :length], text["caption"].float())
             assert batch["text"]["caption_mask"][b].tolist() == [True] * length + [False] * (
-                batch["text"]["caption_mask"].shape[1] - length)
-            assert torch.equal(batch["text"]["prompt"]["pose"][b, : len(text["prompt.pose"])],
-                               text["prompt.pose"].float())
+                batch["text"]["caption_mask"].shape[1] - length
+            )
+            assert torch.equal(
+                batch["text"]["prompt"]["pose"][b, : len(text["prompt.pose"])], text["prompt.pose"].float()
+            )
 
 
 def test_tiny_wan_vae_latents(synthetic, tmp_path):
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)
-    vae = diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1,
-                                     temperal_downsample=[True, True], latents_mean=[0.1, 0.0, -0.1, 0.2],
-                                     latents_std=[2.0, 1.0, 0.5, 1.5])
+    vae = diffusers.AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[True, True],
+        latents_mean=[0.1, 0.0, -0.1, 0.2],
+        latents_std=[2.0, 1.0, 0.5, 1.5],
+    )
     vae.save_pretrained(tmp_path / "vae")
-    config = ModelConfig(codec="diffusers", codec_path=str(tmp_path / "vae"), codec_batch=6, text_dim=16,
-                         text_layers=1)
+    config = ModelConfig(codec="diffusers", codec_path=str(tmp_path / "vae"), codec_batch=6, text_dim=16, text_layers=1)
     precompute(synthetic, str(tmp_path / "out"), config, device="cpu", progress=False)
     assert check_dataset(str(tmp_path / "out"), progress=False).ok
     codec = build_codec(config)
@@ -159,5 +173,7 @@ def test_check_flags_precomputed_members_that_disagree_with_the_json(pixel_set, 
     why = sorted(reason for _, _, reason in report.bad)
     assert len(why) == 3, why
     assert "latent.rgb.safetensors: header promises" in why[0]
-    assert why[1].startswith("latent.seg.safetensors: tensor 'latent' has shape [3, 4, 32, 32], expected [3, 5, 32, 32]")
+    assert why[1].startswith(
+        "latent.seg.safetensors: tensor 'latent' has shape [3, 4, 32, 32], expected [3, 5, 32, 32]"
+    )
     assert why[2] == "missing member text.safetensors"

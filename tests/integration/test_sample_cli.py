@@ -35,8 +35,19 @@ def test_estimate_from_a_larger_mp4_writes_videos_raw_estimate_and_strip(tmp_pat
     larger = np.stack([cv2.resize(f, (48, 40)) for f in rgb])  # fitted back to 32x32 by the CLI
     video = tmp_path / "in.mp4"
     video.write_bytes(encode_video(larger, "mp4"))
-    code, out, err = run(capsys, "--ckpt", str(finished_run[0]), "--task", "estimate", "--video", str(video),
-                         "--steps", "2", "--out", str(tmp_path / "est"))
+    code, out, err = run(
+        capsys,
+        "--ckpt",
+        str(finished_run[0]),
+        "--task",
+        "estimate",
+        "--video",
+        str(video),
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "est"),
+    )
     assert code == 0, err
     assert "wrote 1 sample(s)" in out and "ema weights" in out
     assert read_video_file(str(tmp_path / "est" / "depth.mp4")).shape == (8, 32, 32, 3)
@@ -49,14 +60,45 @@ def test_estimate_from_a_larger_mp4_writes_videos_raw_estimate_and_strip(tmp_pat
 def test_generate_from_raw_npy_and_joint_with_several_samples(tmp_path, finished_run, test_clip, capsys):
     _, depth = test_clip
     np.save(tmp_path / "depth.npy", depth)
-    code, _, err = run(capsys, "--ckpt", str(finished_run[0]), "--task", "generate", "--control",
-                       str(tmp_path / "depth.npy"), "--prompt", "a person walking", "--steps", "2", "--cfg", "3",
-                       "--method", "heun", "--out", str(tmp_path / "gen"))
+    code, _, err = run(
+        capsys,
+        "--ckpt",
+        str(finished_run[0]),
+        "--task",
+        "generate",
+        "--control",
+        str(tmp_path / "depth.npy"),
+        "--prompt",
+        "a person walking",
+        "--steps",
+        "2",
+        "--cfg",
+        "3",
+        "--method",
+        "heun",
+        "--out",
+        str(tmp_path / "gen"),
+    )
     assert code == 0, err
     control = read_video_file(str(tmp_path / "gen" / "depth.mp4"))
     assert np.abs(control.astype(int) - MODALITIES["depth"].encode(depth, {}).astype(int)).mean() < 3  # mp4 is lossy
-    code, _, err = run(capsys, "--ckpt", str(finished_run[0]), "--task", "joint", "--prompt", "two boxes",
-                       "--modality", "flow", "--num", "2", "--steps", "2", "--out", str(tmp_path / "joint"))
+    code, _, err = run(
+        capsys,
+        "--ckpt",
+        str(finished_run[0]),
+        "--task",
+        "joint",
+        "--prompt",
+        "two boxes",
+        "--modality",
+        "flow",
+        "--num",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "joint"),
+    )
     assert code == 0, err
     first, second = (read_video_file(str(tmp_path / "joint" / f"sample_00{i}" / "rgb.mp4")) for i in (0, 1))
     assert first.shape == (8, 32, 32, 3) and not np.array_equal(first, second)  # different noise per sample
@@ -70,8 +112,21 @@ def test_a_sentence_takes_three_context_clips(tmp_path, finished_run, data_root,
     for name in names:
         (tmp_path / name).write_bytes(videos[name])
     first_depth, first_rgb, second_depth, second_rgb = (str(tmp_path / n) for n in names[:4])
-    code, _, err = run(capsys, "--ckpt", str(finished_run[0]), "--task", "sentence", "--context", first_rgb, first_depth,
-                       second_rgb, "--steps", "2", "--out", str(tmp_path / "sentence"))
+    code, _, err = run(
+        capsys,
+        "--ckpt",
+        str(finished_run[0]),
+        "--task",
+        "sentence",
+        "--context",
+        first_rgb,
+        first_depth,
+        second_rgb,
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "sentence"),
+    )
     assert code == 0, err
     for name in ("A", "A_prime", "B", "B_prime"):
         assert read_video_file(str(tmp_path / "sentence" / f"{name}.mp4")).shape == (8, 32, 32, 3)
@@ -82,8 +137,20 @@ def test_a_sentence_takes_three_context_clips(tmp_path, finished_run, data_root,
     for path in (first_rgb, first_depth):
         images.append(str(tmp_path / (Path(path).stem + ".png")))
         cv2.imwrite(images[-1], read_video_file(path)[0, ..., ::-1])
-    code, _, err = run(capsys, "--ckpt", str(finished_run[0]), "--task", "sentence", "--context", *images, second_rgb,
-                       "--steps", "1", "--out", str(tmp_path / "image_context"))
+    code, _, err = run(
+        capsys,
+        "--ckpt",
+        str(finished_run[0]),
+        "--task",
+        "sentence",
+        "--context",
+        *images,
+        second_rgb,
+        "--steps",
+        "1",
+        "--out",
+        str(tmp_path / "image_context"),
+    )
     assert code == 0, err
     a = read_video_file(str(tmp_path / "image_context" / "A.mp4"))
     assert np.abs(a[0].astype(int) - a[-1]).mean() < 3  # the image held still (up to mp4 coding)
@@ -119,4 +186,3 @@ def test_fit_clip_takes_the_first_frames_and_crops_the_centre():
     assert fitted.shape == (4, 10, 10, 3) and (fitted == 200).all()
     with pytest.raises(ValueError, match="has 10 frames; the model needs at least 16"):
         fit_clip(video, 16, 10)
-

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from data_pipeline.loader import make_loader
-from shard_set import write_set
-from two_ranks import run_two_ranks
 from unity.config import ConfigError, load
 from unity.config.validate import check_launch
 from unity.train.parallel import data_parallel_rank
+
+from shard_set import write_set
+from two_ranks import run_two_ranks
 
 pytestmark = pytest.mark.distributed
 
@@ -66,11 +67,14 @@ def test_zero_steps_with_sequence_parallel_equal_the_plain_engine(reports, stage
 # Configuration and data-parallel ranks (no launch).
 
 
-@pytest.mark.parametrize("overrides, phrase", [
-    (["parallel.sequence_parallel=2"], "needs parallel.engine=deepspeed"),
-    (["parallel.engine=deepspeed", "parallel.sequence_parallel=0"], "must be at least 1"),
-    (["parallel.engine=deepspeed", "parallel.sequence_parallel=3", "model.heads=4"], "must divide model.heads"),
-])
+@pytest.mark.parametrize(
+    "overrides, phrase",
+    [
+        (["parallel.sequence_parallel=2"], "needs parallel.engine=deepspeed"),
+        (["parallel.engine=deepspeed", "parallel.sequence_parallel=0"], "must be at least 1"),
+        (["parallel.engine=deepspeed", "parallel.sequence_parallel=3", "model.heads=4"], "must divide model.heads"),
+    ],
+)
 def test_bad_sequence_parallel_config_names_the_key(overrides, phrase):
     with pytest.raises(ConfigError, match="parallel.sequence_parallel") as error:
         load(overrides=overrides)
@@ -95,8 +99,9 @@ def test_loader_with_a_given_rank_draws_the_same_batches_on_every_process(tmp_pa
 
     def keys(process_rank, rank):
         monkeypatch.setenv("RANK", str(process_rank))
-        loader = make_loader(tmp_path, ["depth"], 2, frames=4, size=16, resampled=True, epoch_samples=6,
-                             seed=1, rank=rank)
+        loader = make_loader(
+            tmp_path, ["depth"], 2, frames=4, size=16, resampled=True, epoch_samples=6, seed=1, rank=rank
+        )
         return [(b["key"], b["rgb"]) for b in loader]
 
     same = keys(0, 0), keys(1, 0)
@@ -105,4 +110,3 @@ def test_loader_with_a_given_rank_draws_the_same_batches_on_every_process(tmp_pa
     assert [k for k, _ in keys(1, None)] != [k for k, _ in same[0]]  # the process rank otherwise
     with pytest.raises(ValueError, match="rank needs resampled"):
         make_loader(tmp_path, ["depth"], 2, rank=0)
-

@@ -26,8 +26,22 @@ def _cli(*args):
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    result = _cli("synth", "--out", str(out), "--clips", str(CLIPS), "--frames", str(FRAMES), "--size", str(SIZE),
-                  "--with-gt", "--shard-size", "2", "--workers", "2")
+    result = _cli(
+        "synth",
+        "--out",
+        str(out),
+        "--clips",
+        str(CLIPS),
+        "--frames",
+        str(FRAMES),
+        "--size",
+        str(SIZE),
+        "--with-gt",
+        "--shard-size",
+        "2",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     assert f"wrote {CLIPS} samples in 3 shard(s)" in result.stdout
     assert "synth train" in result.stderr  # the progress bar
@@ -104,7 +118,9 @@ def test_same_seed_same_set_and_zeroshot_targets_objects(tmp_path):
     for key, members in first.items():  # Matroska headers carry a random id, so compare contents
         for suffix, data in members.items():
             if suffix.endswith(".mkv"):
-                np.testing.assert_array_equal(_decode_plain(data, tmp_path), _decode_plain(second[key][suffix], tmp_path))
+                np.testing.assert_array_equal(
+                    _decode_plain(data, tmp_path), _decode_plain(second[key][suffix], tmp_path)
+                )
             else:
                 assert data == second[key][suffix], suffix
 

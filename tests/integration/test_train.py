@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from unity.train.checkpoint import load_weights
 from unity.config import load
 from unity.method.network import build_model
+from unity.train.checkpoint import load_weights
 from unity.train.trainer import Trainer
 
 from mini_run import ENV, ROOT, overrides
@@ -35,8 +35,14 @@ def test_run_writes_checkpoints_metrics_and_results(finished_run):
     run_dir, result = finished_run
     assert "depth estimation (test split)" in result.stdout and "mean training disparity map" in result.stdout
     results = json.loads((run_dir / "eval" / "results.json").read_text())
-    for key in ("depth.abs_rel", "depth.delta1", "baseline_mean.depth.abs_rel", "step0.depth.abs_rel",
-                "val_loss_first", "val_loss_last"):
+    for key in (
+        "depth.abs_rel",
+        "depth.delta1",
+        "baseline_mean.depth.abs_rel",
+        "step0.depth.abs_rel",
+        "val_loss_first",
+        "val_loss_last",
+    ):
         assert isinstance(results[key], float), key
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_0000012"
     for name in ("model.safetensors", "ema.safetensors", "state.json"):
@@ -65,6 +71,7 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(tmp_path, fi
     latest = tmp_path / "killed" / "checkpoints" / "latest"
     process = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
+
     def saved_step():  # the step_0000000 checkpoint comes first: wait for a trained one
         return int(latest.read_text().strip().split("_")[1]) if latest.exists() else 0
 
@@ -99,9 +106,17 @@ def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path, data_root):
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_two_ranks(tmp_path, data_root, finished_run, stage):
     launcher = shutil.which("deepspeed", path=os.path.dirname(sys.executable))
-    args = [launcher, "--num_gpus", "2", "--master_port", str(free_port()), "train.py",
-            *overrides(tmp_path, data_root, **{"parallel.engine": "deepspeed", "parallel.zero_stage": stage,
-                                                "train.max_steps": 3})]
+    args = [
+        launcher,
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "train.py",
+        *overrides(
+            tmp_path, data_root, **{"parallel.engine": "deepspeed", "parallel.zero_stage": stage, "train.max_steps": 3}
+        ),
+    ]
     result = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     run_dir = tmp_path / "tiny"

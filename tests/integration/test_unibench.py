@@ -62,8 +62,24 @@ def test_mean_prior_is_the_per_pixel_mean_and_refuses_categorical_modalities(ben
 @pytest.fixture(scope="module")
 def report(bench_data, finished_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("unibench")
-    code = main(["--ckpt", str(finished_run[0]), "--data", str(bench_data), "--out", str(out), "--clips", "2",
-                 "--steps", "2", "--modalities", "depth", "seg", "pose"])
+    code = main(
+        [
+            "--ckpt",
+            str(finished_run[0]),
+            "--data",
+            str(bench_data),
+            "--out",
+            str(out),
+            "--clips",
+            "2",
+            "--steps",
+            "2",
+            "--modalities",
+            "depth",
+            "seg",
+            "pose",
+        ]
+    )
     assert code == 0
     return out
 
@@ -92,18 +108,30 @@ def test_runner_writes_results_for_every_task_and_both_splits(report):
 def test_report_is_one_self_contained_page_with_the_printed_tables(report):
     page = (report / "report.html").read_text()
     assert page.count("<table>") == 2 * (3 + 3 + 2)  # per split: estimation and generation per modality, joint, t2v
-    assert page.count("data:image/png;base64,") == 8 and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == 8 and 'src="http' not in page
     results = json.loads((report / "results.json").read_text())
     text = format_tables(results)
-    assert "test split (2 clips): depth estimation" in text and "zeroshot split (2 clips): rgb generated from seg" in text
+    assert (
+        "test split (2 clips): depth estimation" in text and "zeroshot split (2 clips): rgb generated from seg" in text
+    )
 
 
 def test_not_measurable_cells_carry_their_reason(tmp_path):
-    results = {"checkpoint": "c", "weights": "ema", "settings": {}, "splits": {"test": {
-        "clips": 1, "vbench_real": {"temporal_flickering": {"value": 0.9}},
-        "t2v": {"vbench": {"temporal_flickering": {"value": 0.8}}},
-        "estimation": {"pose": {"model": {"not_measurable": "nothing read back"}, "other": {"pck": 0.25}}},
-        "generation": {}, "joint": {}}}}
+    results = {
+        "checkpoint": "c",
+        "weights": "ema",
+        "settings": {},
+        "splits": {
+            "test": {
+                "clips": 1,
+                "vbench_real": {"temporal_flickering": {"value": 0.9}},
+                "t2v": {"vbench": {"temporal_flickering": {"value": 0.8}}},
+                "estimation": {"pose": {"model": {"not_measurable": "nothing read back"}, "other": {"pck": 0.25}}},
+                "generation": {},
+                "joint": {},
+            }
+        },
+    }
     lines = format_tables(results).splitlines()
     assert lines[0] == "test split (1 clips): pose estimation"
     assert lines[2].split() == ["model", "n/a"] and lines[3].split() == ["other", "0.2500"]

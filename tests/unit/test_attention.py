@@ -44,8 +44,9 @@ def fake_flash_attn():
         scale = softmax_scale or 1 / math.sqrt(q.shape[-1])
         return torch.stack([reference_softmax(*x, scale) for x in zip(q, k, v)])
 
-    def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                               dropout_p=0.0, softmax_scale=None, causal=False):
+    def flash_attn_varlen_func(
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0, softmax_scale=None, causal=False
+    ):
         assert q.ndim == 3 and cu_seqlens_q.dtype == cu_seqlens_k.dtype == torch.int32  # [total, H, Dh]
         assert max_seqlen_k == int((cu_seqlens_k[1:] - cu_seqlens_k[:-1]).max())
         scale = softmax_scale or 1 / math.sqrt(q.shape[-1])

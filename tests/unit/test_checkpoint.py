@@ -12,10 +12,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
-from unity.train import checkpoint
-from unity.train.checkpoint import (config_hash, load_ema, load_weights, read_state, resolve_resume, save_checkpoint,
-                              set_rng_state)
 from unity.config import Config
+from unity.train import checkpoint
+from unity.train.checkpoint import (
+    config_hash,
+    load_ema,
+    load_weights,
+    read_state,
+    resolve_resume,
+    save_checkpoint,
+    set_rng_state,
+)
 from unity.train.ema import EMA
 
 
@@ -44,8 +51,14 @@ def test_round_trip_restores_weights_ema_state_and_random_numbers(tmp_path):
         model[0].weight.add_(1.0)
     ema.update(model)
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
-    path = save_checkpoint(tmp_path, 500, model.state_dict(), ema.state_dict(),
-                           {"loader": {"epoch": 1, "read": [3, 4]}, "config_hash": "abc"}, save_engine=write_engine)
+    path = save_checkpoint(
+        tmp_path,
+        500,
+        model.state_dict(),
+        ema.state_dict(),
+        {"loader": {"epoch": 1, "read": [3, 4]}, "config_hash": "abc"},
+        save_engine=write_engine,
+    )
     expected = draws()
 
     assert path == str(tmp_path / "checkpoints" / "step_0000500")
@@ -184,8 +197,10 @@ def test_load_weights_names_missing_unexpected_and_mismatched_keys(tmp_path):
     message = str(e.value)
     assert "missing keys (2): extra.bias, extra.weight" in message
     assert "unexpected keys (20): " in message and "11.weight" in message
-    assert "shape mismatches (2): 0.bias: checkpoint [4] vs model [6], 0.weight: checkpoint [4, 4] vs model [6, 4]" \
+    assert (
+        "shape mismatches (2): 0.bias: checkpoint [4] vs model [6], 0.weight: checkpoint [4, 4] vs model [6, 4]"
         in message
+    )
     model = nn.Sequential(*[nn.Linear(1, 1) for _ in range(30)])
     with pytest.raises(ValueError, match=r"missing keys \(36\): .*\.\.\. 16 more"):
         load_weights(model, os.path.join(path, "model.safetensors"))
@@ -209,6 +224,7 @@ def test_config_hash_follows_the_config():
 def _rank_saves(rank: int, init_file: str, run_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
+
         def save_engine(folder):
             torch.save({"rank": rank}, os.path.join(folder, f"rank{rank}.pt"))
 
@@ -216,8 +232,10 @@ def _rank_saves(rank: int, init_file: str, run_dir: str) -> None:
         save_checkpoint(run_dir, 1, weights, None, {"loader": {"rank": rank}}, save_engine=save_engine)
 
         if rank == 0:  # a full disk on rank 0 fails the save on both ranks instead of hanging rank 1
+
             def full(*args, **kwargs):
                 raise OSError(errno.ENOSPC, "No space left on device")
+
             checkpoint.save_file = full
         error = None
         try:

@@ -32,9 +32,15 @@ def wan_folder(tmp_path_factory):
     """A randomly initialised AutoencoderKLWan: 4 latent channels, 4x in space and time."""
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)
-    vae = diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2, 2], num_res_blocks=1,
-                                     temperal_downsample=[True, True], latents_mean=LATENTS_MEAN,
-                                     latents_std=LATENTS_STD)
+    vae = diffusers.AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[True, True],
+        latents_mean=LATENTS_MEAN,
+        latents_std=LATENTS_STD,
+    )
     folder = tmp_path_factory.mktemp("wan") / "vae"
     vae.save_pretrained(folder)
     return folder
@@ -86,9 +92,16 @@ def test_vae_without_latent_statistics_is_scaled_by_its_scaling_factor(tmp_path)
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)
     vae = diffusers.AutoencoderKLHunyuanVideo(
-        block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4, latent_channels=4,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 3, up_block_types=("HunyuanVideoUpBlock3D",) * 3,
-        spatial_compression_ratio=4, temporal_compression_ratio=4, scaling_factor=0.5)
+        block_out_channels=(8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 3,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 3,
+        spatial_compression_ratio=4,
+        temporal_compression_ratio=4,
+        scaling_factor=0.5,
+    )
     vae.save_pretrained(tmp_path)
     codec = build_codec(ModelConfig(codec="diffusers", codec_path=str(tmp_path)))
     video = random_video(1, 5, 16, 12)

@@ -1,7 +1,6 @@
 """The config schema: defaults, file and override layering, and errors that name the fix."""
 
 import pytest
-
 from omegaconf import OmegaConf
 
 from unity.config import SCHEMA_VERSION, Config, ConfigError, all_keys, load, load_run_config
@@ -24,8 +23,17 @@ def test_defaults_file_and_overrides_layer_in_order(tmp_path):
 
 def test_keys_scripts_rely_on_exist():
     keys = set(all_keys())
-    for key in ("run.name", "run.dir", "train.max_steps", "checkpoint.save_every", "train.eval_every",
-                "train.resume", "parallel.engine", "parallel.zero_stage", "data.root"):
+    for key in (
+        "run.name",
+        "run.dir",
+        "train.max_steps",
+        "checkpoint.save_every",
+        "train.eval_every",
+        "train.resume",
+        "parallel.engine",
+        "parallel.zero_stage",
+        "data.root",
+    ):
         assert key in keys
 
 

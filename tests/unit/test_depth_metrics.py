@@ -24,16 +24,21 @@ def test_an_affine_function_of_true_disparity_is_perfect():
 def test_a_constant_prediction_becomes_the_mean_disparity():
     # the fit is degenerate; the minimum-norm solution is the mean disparity 1/2, i.e. 2 m everywhere
     # frame 0: depths 2, 2 vs 1, 2; frame 1: 2, 2 vs 4, 4
-    approx(depth_metrics(np.full_like(GT, 0.3), GT),
-           abs_rel=(0.5 + 0.5) / 2, delta1=(0.5 + 0.0) / 2, rmse=(math.sqrt(0.5) + 2.0) / 2)
+    approx(
+        depth_metrics(np.full_like(GT, 0.3), GT),
+        abs_rel=(0.5 + 0.5) / 2,
+        delta1=(0.5 + 0.0) / 2,
+        rmse=(math.sqrt(0.5) + 2.0) / 2,
+    )
 
 
 def test_two_frames_by_hand():
     # disparity 1, 1/2, 1/4, 1/4 on pred 2, 1, 0, 1: least squares scale 3/8, shift 1/8, so the aligned
     # disparity is 7/8, 1/2, 1/8, 1/2 and the depth 8/7, 2, 8, 2 (the floor 1/(2 * 4) = 1/8 is not hit)
     pred = np.array([[[2.0, 1.0]], [[0.0, 1.0]]])
-    expected = dict(abs_rel=(1 / 14 + 0.75) / 2, delta1=(1.0 + 0.0) / 2,
-                    rmse=(1 / (7 * math.sqrt(2)) + math.sqrt(10)) / 2)
+    expected = dict(
+        abs_rel=(1 / 14 + 0.75) / 2, delta1=(1.0 + 0.0) / 2, rmse=(1 / (7 * math.sqrt(2)) + math.sqrt(10)) / 2
+    )
     approx(depth_metrics(pred, GT), **expected)
     approx(depth_metrics(5 * pred - 1, GT), **expected)  # invariant to the prediction's scale and shift
 
@@ -51,8 +56,12 @@ def test_aligned_disparity_is_floored_at_half_the_farthest_disparity():
     gt, pred = np.array([[[1.0, 10.0, 10.0, 10.0]]]), np.array([[[0.0, 1.0, 2.0, 3.0]]])
     for cap, result in ((20.0, depth_metrics(pred, gt)), (15.0, depth_metrics(pred, gt, max_depth=15.0))):
         depth = np.array([1 / 0.73, 1 / 0.46, 1 / 0.19, cap])
-        approx(result, abs_rel=float(np.mean(np.abs(depth - gt[0, 0]) / gt[0, 0])),
-               delta1=0.0, rmse=float(np.sqrt(np.mean((depth - gt[0, 0]) ** 2))))
+        approx(
+            result,
+            abs_rel=float(np.mean(np.abs(depth - gt[0, 0]) / gt[0, 0])),
+            delta1=0.0,
+            rmse=float(np.sqrt(np.mean((depth - gt[0, 0]) ** 2))),
+        )
 
 
 def test_frames_without_valid_pixels_are_skipped():

@@ -57,7 +57,7 @@ def test_bf16_model_keeps_an_fp32_average_that_still_moves():
     for _ in range(10):
         ema.update(model)
     moved = ema.state_dict()["weight"] - start
-    expected = (1 - 0.999 ** 10) * (model.weight.float() - start)  # ~1% of the gap: lost to rounding in bf16
+    expected = (1 - 0.999**10) * (model.weight.float() - start)  # ~1% of the gap: lost to rounding in bf16
     torch.testing.assert_close(moved, expected, rtol=1e-4, atol=1e-6)
     copy = nn.Linear(64, 64).to(torch.bfloat16)
     ema.copy_to(copy)

@@ -13,11 +13,21 @@ from unity.train.schedule import lr_factor
 
 def config(**knobs):
     """A run config with these knobs, each found in the section that holds it (optim.lr, schedule.kind, ...)."""
-    sections = {"lr": "optim", "weight_decay": "optim", "grad_clip": "optim", "warmup_steps": "schedule",
-                "schedule": "schedule.kind", "min_lr_ratio": "schedule"}
+    sections = {
+        "lr": "optim",
+        "weight_decay": "optim",
+        "grad_clip": "optim",
+        "warmup_steps": "schedule",
+        "schedule": "schedule.kind",
+        "min_lr_ratio": "schedule",
+    }
     keys = {name: sections.get(name, "train") for name in knobs}
-    return load(overrides=[f"{key if '.' in key else key + '.' + name}={value}"
-                           for (name, value), key in zip(knobs.items(), keys.values())])
+    return load(
+        overrides=[
+            f"{key if '.' in key else key + '.' + name}={value}"
+            for (name, value), key in zip(knobs.items(), keys.values())
+        ]
+    )
 
 
 def mlp(seed=0):
@@ -62,8 +72,14 @@ def test_decay_split_names_what_is_not_decayed():
 
     decay, no_decay = decay_split(Net())
     assert sorted(decay) == ["head.weight", "patch_embed.0.weight", "table"]
-    assert sorted(no_decay) == ["head.bias", "norm.bias", "norm.weight", "patch_embed.0.bias", "pos_embed",
-                                "tokens.weight"]
+    assert sorted(no_decay) == [
+        "head.bias",
+        "norm.bias",
+        "norm.weight",
+        "patch_embed.0.bias",
+        "pos_embed",
+        "tokens.weight",
+    ]
 
 
 def test_optimizer_groups_carry_the_decay():
@@ -84,8 +100,7 @@ def test_lr_schedule_warmup_constant_and_cosine_floor():
 
 
 def test_engine_reports_the_scheduled_lr():
-    engine = PlainEngine(mlp(), config(lr=1e-2, warmup_steps=2, schedule="cosine", max_steps=5,
-                                       min_lr_ratio=0.2))
+    engine = PlainEngine(mlp(), config(lr=1e-2, warmup_steps=2, schedule="cosine", max_steps=5, min_lr_ratio=0.2))
     lrs = [r["lr"] for r in train_steps(engine, range(6))]
     assert lrs == pytest.approx([5e-3, 1e-2, 1e-2, 6e-3, 2e-3, 2e-3])
 
@@ -95,8 +110,9 @@ def test_matches_a_hand_written_adamw_loop_with_clipping_and_decay():
     model = mlp()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     plain = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": plain, "weight_decay": 0.0}],
-                                  lr=1e-2)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": plain, "weight_decay": 0.0}], lr=1e-2
+    )
     results = train_steps(engine, range(3))
     for seed, result in zip(range(3), results):
         x, y = batch(seed)

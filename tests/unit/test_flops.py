@@ -22,9 +22,15 @@ def test_analytic_flops_match_the_flop_counter(in_context, attention):
     b, s, lc, lp = 2, 2, 12, 7
     x = torch.randn(b, s, 3, 8, 32, 32)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x, torch.tensor([[0, 1], [0, 2]]), torch.rand(b, s),
-              torch.randn(b, lc, config.text_dim), torch.ones(b, lc, dtype=torch.bool),
-              torch.randn(b, s, lp, config.text_dim), torch.ones(b, s, lp, dtype=torch.bool))
+        model(
+            x,
+            torch.tensor([[0, 1], [0, 2]]),
+            torch.rand(b, s),
+            torch.randn(b, lc, config.text_dim),
+            torch.ones(b, lc, dtype=torch.bool),
+            torch.randn(b, s, lp, config.text_dim),
+            torch.ones(b, s, lp, dtype=torch.bool),
+        )
     analytic = forward_flops(config, 3, config.text_dim, (8, 32, 32), s, lc, lp)["total"]
     assert abs(counter.get_total_flops() / b / analytic - 1) < 0.05
 
@@ -45,8 +51,25 @@ def test_components_partition_the_parameters():
 
 
 def test_summary_cli_json(capsys):
-    summary_main(["--config", "configs/model/base.yaml", "--frames", "33", "--height", "480", "--width", "832",
-                  "--channels", "16", "--compression", "4", "8", "8", "--json"])
+    summary_main(
+        [
+            "--config",
+            "configs/model/base.yaml",
+            "--frames",
+            "33",
+            "--height",
+            "480",
+            "--width",
+            "832",
+            "--channels",
+            "16",
+            "--compression",
+            "4",
+            "8",
+            "8",
+            "--json",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)
     assert {"params", "flops_forward", "tokens", "components"} <= set(summary)
     assert summary["tokens"] == 2 * 14_040

@@ -63,25 +63,36 @@ def layer(name: str) -> int | None:
 
 
 def test_the_graph_sees_the_project():
-    assert len(GRAPH) > 100 and "unity.train.trainer" in GRAPH and "unity.method.network" in GRAPH["unity.train.trainer"]
+    assert (
+        len(GRAPH) > 100 and "unity.train.trainer" in GRAPH and "unity.method.network" in GRAPH["unity.train.trainer"]
+    )
 
 
 def test_models_and_data_pipeline_import_nothing_else_of_the_project():
-    wrong = {(a, b) for a, deps in GRAPH.items() for b in deps
-             if top(a) in ("models", "data_pipeline") and top(b) != top(a)}
+    wrong = {
+        (a, b) for a, deps in GRAPH.items() for b in deps if top(a) in ("models", "data_pipeline") and top(b) != top(a)
+    }
     assert not wrong, sorted(wrong)
 
 
 def test_unity_imports_neither_eval_nor_benchmarks_and_eval_not_benchmarks():
-    wrong = {(a, b) for a, deps in GRAPH.items() for b in deps
-             if (top(a) == "unity" and top(b) in ("eval", "benchmarks", "train"))
-             or (top(a) == "eval" and top(b) in ("benchmarks", "train"))}
+    wrong = {
+        (a, b)
+        for a, deps in GRAPH.items()
+        for b in deps
+        if (top(a) == "unity" and top(b) in ("eval", "benchmarks", "train"))
+        or (top(a) == "eval" and top(b) in ("benchmarks", "train"))
+    }
     assert not wrong, sorted(wrong)
 
 
 def test_the_layers_of_unity_point_one_way():
-    wrong = {(a, b) for a, deps in GRAPH.items() for b in deps
-             if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)}
+    wrong = {
+        (a, b)
+        for a, deps in GRAPH.items()
+        for b in deps
+        if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)
+    }
     assert not wrong, sorted(wrong)
 
 

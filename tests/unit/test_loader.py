@@ -202,8 +202,15 @@ def flawed_set(tmp_path_factory):
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("resampled", [False, True])
 def test_restarted_loader_yields_the_same_next_batches(flawed_set, num_workers, resampled):
-    options = dict(frames=4, size=16, shuffle_buffer=6, num_workers=num_workers, seed=7, resampled=resampled,
-                   epoch_samples=13 if resampled else None)
+    options = dict(
+        frames=4,
+        size=16,
+        shuffle_buffer=6,
+        num_workers=num_workers,
+        seed=7,
+        resampled=resampled,
+        epoch_samples=13 if resampled else None,
+    )
     loader = make_loader(flawed_set, ["depth"], 3, **options)
     epochs, states = [], []  # per epoch: its batches, and the state after each
     for _ in range(2):
@@ -298,13 +305,16 @@ def precomputed_sample(index: int, modalities=("depth", "seg"), streams=None) ->
         latent = torch.full(LATENT_SHAPE, float(index + s), dtype=torch.float16)
         members[f"latent.{name}.safetensors"] = safetensors.torch.save({"latent": latent})
     length = index % 3 + 2
-    text = {"caption": torch.full((length, TEXT_DIM), float(index)),
-            "caption_mask": torch.ones(length, dtype=torch.bool)}
+    text = {
+        "caption": torch.full((length, TEXT_DIM), float(index)),
+        "caption_mask": torch.ones(length, dtype=torch.bool),
+    }
     for name in modalities:
         text[f"prompt.{name}"] = torch.full((1, TEXT_DIM), -float(index))
         text[f"prompt_mask.{name}"] = torch.ones(1, dtype=torch.bool)
-    members["text.safetensors"] = safetensors.torch.save({k: v.to(torch.bfloat16) if v.is_floating_point() else v
-                                                          for k, v in text.items()})
+    members["text.safetensors"] = safetensors.torch.save(
+        {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in text.items()}
+    )
     return members
 
 

@@ -13,7 +13,9 @@ from unity.config import load
 
 RGB, DEPTH, FLOW = 0, 1, 2
 TEXT_DIM = 16
-SMALL = dict(hidden=32, depth=2, heads=2, patch=[2, 4, 4], attention="math", prediction="v")  # head dim 16; raw head output
+SMALL = dict(
+    hidden=32, depth=2, heads=2, patch=[2, 4, 4], attention="math", prediction="v"
+)  # head dim 16; raw head output
 
 
 def build(seed=0, perturb=True, **overrides) -> UnityDiT:
@@ -110,8 +112,14 @@ def test_joint_loss_reaches_every_parameter(switcher):
 
 @pytest.mark.parametrize(
     "switcher, in_context, timesteps, layout",
-    list(itertools.product(["adaln", "token", "none"], ["dual", "caption_only", "none"], ["per_stream", "shared"],
-                           ["shared", "width", "time"])),
+    list(
+        itertools.product(
+            ["adaln", "token", "none"],
+            ["dual", "caption_only", "none"],
+            ["per_stream", "shared"],
+            ["shared", "width", "time"],
+        )
+    ),
 )
 def test_every_variant_builds_and_trains(switcher, in_context, timesteps, layout):
     model = build(switcher=switcher, in_context=in_context, timesteps=timesteps, layout=layout, depth=1)
@@ -191,9 +199,15 @@ def test_tiny_config_forward_backward_at_the_cpu_default_size():
     model = UnityDiT(config, in_channels=3, text_dim=config.text_dim)
     b, s, length = 2, 2, config.text_max_tokens
     x = torch.randn(b, s, 3, 16, 64, 64)
-    out = model(x, torch.tensor([[RGB, DEPTH], [RGB, FLOW]]), torch.rand(b, s),
-                torch.randn(b, length, config.text_dim), torch.ones(b, length, dtype=torch.bool),
-                torch.randn(b, s, length, config.text_dim), torch.ones(b, s, length, dtype=torch.bool))
+    out = model(
+        x,
+        torch.tensor([[RGB, DEPTH], [RGB, FLOW]]),
+        torch.rand(b, s),
+        torch.randn(b, length, config.text_dim),
+        torch.ones(b, length, dtype=torch.bool),
+        torch.randn(b, s, length, config.text_dim),
+        torch.ones(b, s, length, dtype=torch.bool),
+    )
     out.square().mean().backward()
     assert out.shape == x.shape
 
@@ -202,8 +216,9 @@ def test_tiny_yaml_matches_the_dataclass_defaults():
     assert OmegaConf.to_object(load("configs/model/tiny.yaml").model) == ModelConfig()
 
 
-@pytest.mark.parametrize("size, low, high", [("tiny", 1e6, 5e6), ("small", 100e6, 160e6), ("base", 1.3e9, 1.5e9),
-                                             ("large", 4.5e9, 5.5e9)])
+@pytest.mark.parametrize(
+    "size, low, high", [("tiny", 1e6, 5e6), ("small", 100e6, 160e6), ("base", 1.3e9, 1.5e9), ("large", 4.5e9, 5.5e9)]
+)
 def test_model_sizes_load_and_have_their_parameter_counts(size, low, high):
     config = OmegaConf.to_object(load(f"configs/model/{size}.yaml").model)
     assert low < summarize(config, channels=3 if size == "tiny" else 16)["params"] < high

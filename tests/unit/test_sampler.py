@@ -1,4 +1,5 @@
-"""The Euler and Heun samplers and classifier-free guidance on toy models whose velocity field is known exactly, and on a small UnityDiT."""
+"""The Euler and Heun samplers and classifier-free guidance on toy models whose velocity field is known
+exactly, and on a small UnityDiT."""
 
 import pytest
 import torch
@@ -80,8 +81,10 @@ def test_euler_converges_to_the_exact_ode_solution_for_gaussian_data():
     x_clean, z = clean_and_noise()
     model = GaussianModel()
     exact = model.mu + model.sigma * z
-    errors = [(sample(model, x_clean, GENERATE, MODALITY, steps=n, noise=z) - exact)[GENERATE].abs().max().item()
-              for n in (4, 32, 256)]
+    errors = [
+        (sample(model, x_clean, GENERATE, MODALITY, steps=n, noise=z) - exact)[GENERATE].abs().max().item()
+        for n in (4, 32, 256)
+    ]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-2
     assert errors[1] / errors[2] > 6  # first order: 8 times the steps, about an eighth of the error
     shifted = sample(model, x_clean, GENERATE, MODALITY, steps=256, shift=3.0, noise=z)
@@ -100,8 +103,10 @@ def test_one_step_is_the_posterior_mean():
 def test_noise_comes_from_the_generator():
     x_clean, _ = clean_and_noise()
     x_clean = x_clean.float()
-    runs = [sample(GaussianModel(), x_clean, GENERATE, MODALITY, steps=3, generator=torch.Generator().manual_seed(s))
-            for s in (5, 5, 6)]
+    runs = [
+        sample(GaussianModel(), x_clean, GENERATE, MODALITY, steps=3, generator=torch.Generator().manual_seed(s))
+        for s in (5, 5, 6)
+    ]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
@@ -111,8 +116,16 @@ def test_samples_with_a_small_unity_dit():
     model = UnityDiT(config, in_channels=3, text_dim=8).eval()
     x_clean = torch.randn(SHAPE)
     caption, caption_mask = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
-    x = sample(model, x_clean, GENERATE, MODALITY, steps=2, generator=torch.Generator().manual_seed(0),
-               caption=caption, caption_mask=caption_mask)
+    x = sample(
+        model,
+        x_clean,
+        GENERATE,
+        MODALITY,
+        steps=2,
+        generator=torch.Generator().manual_seed(0),
+        caption=caption,
+        caption_mask=caption_mask,
+    )
     assert x.shape == SHAPE and torch.isfinite(x).all()
     assert torch.equal(x[~GENERATE], x_clean[~GENERATE])
 
@@ -146,7 +159,9 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_velocity()
     cond, uncond = {"caption": torch.tensor(2.0)}, {"caption": torch.tensor(0.5)}
     # One Euler step from t = 1 to 0 subtracts the guided velocity v_u + s (v_c - v_u) from the noise.
     for scale in (1.0, 3.0):
-        x = sample(CaptionModel(), x_clean, GENERATE, MODALITY, steps=1, noise=z, cfg_scale=scale, uncond=uncond, **cond)
+        x = sample(
+            CaptionModel(), x_clean, GENERATE, MODALITY, steps=1, noise=z, cfg_scale=scale, uncond=uncond, **cond
+        )
         guided = 0.5 + scale * (2.0 - 0.5)
         assert torch.allclose(x[GENERATE], z[GENERATE] - guided)
     with pytest.raises(ValueError, match="needs the unconditional inputs"):

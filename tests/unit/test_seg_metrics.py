@@ -46,7 +46,10 @@ def m(*frames):
 
 def test_map_of_a_perfect_prediction_is_one():
     gts = [
-        [{"mask": m([1, 1, 0, 0], [0, 1, 1, 0]), "category": 1}, {"mask": m([0, 0, 0, 1], [0, 0, 0, 1]), "category": 2}],
+        [
+            {"mask": m([1, 1, 0, 0], [0, 1, 1, 0]), "category": 1},
+            {"mask": m([0, 0, 0, 1], [0, 0, 0, 1]), "category": 2},
+        ],
         [{"mask": m([1, 0, 0, 0], [1, 1, 0, 0]), "category": 1}],
     ]
     preds = [[dict(g, score=0.5) for g in video] for video in gts]
@@ -58,12 +61,16 @@ def test_map_by_hand():
     g0, g2, g1 = m([1, 1, 0, 0], [1, 1, 0, 0]), m([0, 0, 1, 1], [0, 0, 0, 1]), m([0, 0, 1, 1], [0, 0, 1, 1])
     gts = [[{"mask": g0, "category": 1}, {"mask": g2, "category": 2}], [{"mask": g1, "category": 1}]]
     preds = [
-        [{"mask": g2, "score": 0.5, "category": 2},  # = g2
-         {"mask": g0, "score": 0.9, "category": 1}],  # = g0
-        [{"mask": m([1, 0, 0, 0], [0, 0, 0, 0]), "score": 0.8, "category": 1},  # IoU 0 with g1: a false positive
-         {"mask": m([0, 1, 1, 1], [0, 1, 1, 1]), "score": 0.7, "category": 1},  # IoU with g1: 4 / 6 = 2/3
-         {"mask": g1, "score": 0.3, "category": 2},  # no category 2 gt in video 1: a false positive
-         {"mask": g1, "score": 0.99, "category": 3}],  # no category 3 gt anywhere: the category is left out
+        [
+            {"mask": g2, "score": 0.5, "category": 2},  # = g2
+            {"mask": g0, "score": 0.9, "category": 1},
+        ],  # = g0
+        [
+            {"mask": m([1, 0, 0, 0], [0, 0, 0, 0]), "score": 0.8, "category": 1},  # IoU 0 with g1: a false positive
+            {"mask": m([0, 1, 1, 1], [0, 1, 1, 1]), "score": 0.7, "category": 1},  # IoU with g1: 4 / 6 = 2/3
+            {"mask": g1, "score": 0.3, "category": 2},  # no category 2 gt in video 1: a false positive
+            {"mask": g1, "score": 0.99, "category": 3},
+        ],  # no category 3 gt anywhere: the category is left out
     ]
     # category 1, two gts, ranked 0.9 (TP), 0.8 (FP), 0.7 (TP where the threshold is <= 2/3):
     #   thresholds .50 .55 .60 .65: recall .5 .5 1, precision 1 1/2 2/3 -> from the right 1 2/3 2/3;

@@ -17,9 +17,22 @@ T, H, W = 4, 16, 16
 
 
 def _sample(key: str, frames: int = T, gt: bool = True) -> dict:
-    meta = dict(schema=SCHEMA_VERSION, key=key, caption="a test clip", fps=8.0, frames=T, height=H, width=W,
-                source="test", split="train", modalities=["rgb"], ext="mkv", prompts={}, encoding={},
-                gt=["depth"] if gt else [])
+    meta = dict(
+        schema=SCHEMA_VERSION,
+        key=key,
+        caption="a test clip",
+        fps=8.0,
+        frames=T,
+        height=H,
+        width=W,
+        source="test",
+        split="train",
+        modalities=["rgb"],
+        ext="mkv",
+        prompts={},
+        encoding={},
+        gt=["depth"] if gt else [],
+    )
     video = np.full((frames, H, W, 3), 7, np.uint8)
     sample = {"json": meta, "rgb.mkv": encode_video(video)}
     if gt:
@@ -36,7 +49,14 @@ def test_writer_groups_samples_into_shards_and_indexes_them(tmp_path):
     assert dataset["samples"] == 5 and dataset["schema"] == SCHEMA_VERSION
     assert sorted(os.listdir(tmp_path)) == ["dataset.json", "train-000000.tar", "train-000001.tar", "train-000002.tar"]
     with tarfile.open(tmp_path / "train-000000.tar") as tar:
-        assert sorted(tar.getnames()) == ["k0.depth.npy", "k0.json", "k0.rgb.mkv", "k1.depth.npy", "k1.json", "k1.rgb.mkv"]
+        assert sorted(tar.getnames()) == [
+            "k0.depth.npy",
+            "k0.json",
+            "k0.rgb.mkv",
+            "k1.depth.npy",
+            "k1.json",
+            "k1.rgb.mkv",
+        ]
 
 
 def test_writer_refuses_bad_keys_duplicates_and_invalid_json(tmp_path):
@@ -84,8 +104,11 @@ def test_check_passes_a_good_set_and_names_each_bad_sample(tmp_path):
         writer.write(_sample("short", frames=T - 1))  # video shorter than its json says
         writer.write(_sample("fine"))
     with tarfile.open(bad / "train-000000.tar", "a") as tar:  # a sample with an undecodable video
-        for name, data in (("junk.json", json.dumps(_sample("junk")["json"]).encode()), ("junk.rgb.mkv", b"x" * 99),
-                           ("junk.depth.npy", npy_bytes(np.ones((T, H, W), np.float32)))):
+        for name, data in (
+            ("junk.json", json.dumps(_sample("junk")["json"]).encode()),
+            ("junk.rgb.mkv", b"x" * 99),
+            ("junk.depth.npy", npy_bytes(np.ones((T, H, W), np.float32))),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

@@ -46,10 +46,16 @@ def test_shapes_dtypes_and_fields():
     persons = clip.keypoints.shape[1]
     assert isinstance(clip, SyntheticClip)
     expected = {
-        "rgb": ((t, h, w, 3), np.uint8), "depth": ((t, h, w), np.float32), "flow": ((t, h, w, 2), np.float32),
-        "occlusion": ((t, h, w), np.bool_), "instance": ((t, h, w), np.int32), "seg": ((t, h, w), np.int32),
-        "keypoints": ((t, persons, len(JOINTS), 3), np.float32), "densepose": ((t, h, w, 3), np.float32),
-        "intrinsics": ((3, 3), np.float64), "world_to_camera": ((t, 4, 4), np.float64),
+        "rgb": ((t, h, w, 3), np.uint8),
+        "depth": ((t, h, w), np.float32),
+        "flow": ((t, h, w, 2), np.float32),
+        "occlusion": ((t, h, w), np.bool_),
+        "instance": ((t, h, w), np.int32),
+        "seg": ((t, h, w), np.int32),
+        "keypoints": ((t, persons, len(JOINTS), 3), np.float32),
+        "densepose": ((t, h, w, 3), np.float32),
+        "intrinsics": ((3, 3), np.float64),
+        "world_to_camera": ((t, 4, 4), np.float64),
     }
     for name, (shape, dtype) in expected.items():
         value = getattr(clip, name)

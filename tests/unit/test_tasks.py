@@ -24,8 +24,11 @@ def chi_square(counts: Counter, probs: dict) -> float:
 
 
 def test_frequencies_follow_task_probabilities_and_modality_weights():
-    train = RoutingConfig(tasks=TaskProbs(cond=0.2, est=0.3, joint=0.5), curriculum=[],
-                        modalities={"depth": 2.0, "flow": 1.0, "pose": 0.0})  # seg, densepose missing: 1.0
+    train = RoutingConfig(
+        tasks=TaskProbs(cond=0.2, est=0.3, joint=0.5),
+        curriculum=[],
+        modalities={"depth": 2.0, "flow": 1.0, "pose": 0.0},
+    )  # seg, densepose missing: 1.0
     routes = draws(TaskRouter(train, ["depth", "flow", "seg", "pose"]))
     tasks = Counter(r.task for r in routes)
     modalities = Counter(r.modality for r in routes)
@@ -48,11 +51,13 @@ def test_draws_are_deterministic_for_a_generator_state():
 
 
 def test_curriculum_stages_run_in_order_for_their_steps():
-    train = RoutingConfig(curriculum=[
-        CurriculumStage(steps=10, modalities=["depth", "flow"]),
-        CurriculumStage(steps=5, modalities=["seg"], tasks=TaskProbs(cond=0, est=1, joint=0)),
-        CurriculumStage(steps=0, modalities=[]),  # no modalities listed: all available ones
-    ])
+    train = RoutingConfig(
+        curriculum=[
+            CurriculumStage(steps=10, modalities=["depth", "flow"]),
+            CurriculumStage(steps=5, modalities=["seg"], tasks=TaskProbs(cond=0, est=1, joint=0)),
+            CurriculumStage(steps=0, modalities=[]),  # no modalities listed: all available ones
+        ]
+    )
     router = TaskRouter(train, ALL)
     assert [router.stage_at(step).index for step in (0, 9, 10, 14, 15, 10**9)] == [0, 0, 1, 1, 2, 2]
     index, modalities, tasks = router.stage_at(12)
@@ -64,11 +69,19 @@ def test_curriculum_stages_run_in_order_for_their_steps():
 
 
 def test_a_stage_of_zero_steps_and_the_last_stage_last_to_the_end():
-    first = TaskRouter(RoutingConfig(curriculum=[CurriculumStage(steps=0, modalities=["depth"]),
-                                               CurriculumStage(steps=5, modalities=["flow"])]), ALL)
+    first = TaskRouter(
+        RoutingConfig(
+            curriculum=[CurriculumStage(steps=0, modalities=["depth"]), CurriculumStage(steps=5, modalities=["flow"])]
+        ),
+        ALL,
+    )
     assert first.stage_at(10**6).modalities == ("depth",)
-    last = TaskRouter(RoutingConfig(curriculum=[CurriculumStage(steps=3, modalities=["depth"]),
-                                              CurriculumStage(steps=5, modalities=["flow"])]), ALL)
+    last = TaskRouter(
+        RoutingConfig(
+            curriculum=[CurriculumStage(steps=3, modalities=["depth"]), CurriculumStage(steps=5, modalities=["flow"])]
+        ),
+        ALL,
+    )
     assert last.stage_at(2).index == 0 and last.stage_at(3).index == last.stage_at(10**6).index == 1
 
 
@@ -79,8 +92,12 @@ def test_the_default_config_routes_pixel_aligned_modalities_first():
 
 
 def test_unavailable_modalities_are_skipped_and_a_stage_without_any_is_an_error():
-    train = RoutingConfig(curriculum=[CurriculumStage(steps=10, modalities=["depth", "seg"]),
-                                    CurriculumStage(steps=0, modalities=["seg", "pose"])])
+    train = RoutingConfig(
+        curriculum=[
+            CurriculumStage(steps=10, modalities=["depth", "seg"]),
+            CurriculumStage(steps=0, modalities=["seg", "pose"]),
+        ]
+    )
     with pytest.raises(ValueError, match=r"routing.curriculum\[1\] routes modalities \['seg', 'pose'\]"):
         TaskRouter(train, ["depth", "flow"])
     train.curriculum[1].modalities = ["flow"]
@@ -99,7 +116,9 @@ def test_sentences_are_routed_in_both_directions():
     assert not any(r.reverse for r in routes if r.task != "sentence")
     assert not any(r.image_context for r in routes)  # routing.sentence_image_context = 0 by default
 
-    mixed = RoutingConfig(tasks=TaskProbs(cond=0, est=1, joint=0, sentence=1), curriculum=[], sentence_image_context=0.25)
+    mixed = RoutingConfig(
+        tasks=TaskProbs(cond=0, est=1, joint=0, sentence=1), curriculum=[], sentence_image_context=0.25
+    )
     routes = draws(TaskRouter(mixed, ALL), n=2000)
     assert 150 < sum(r.image_context for r in routes if r.task == "sentence") < 350
     assert not any(r.image_context for r in routes if r.task != "sentence")
@@ -107,8 +126,10 @@ def test_sentences_are_routed_in_both_directions():
 
 def batch(b=4):
     """A loader batch whose every element tells its stream and sample apart."""
-    out = {name: torch.full((b, 3, 2, 4, 4), float(k)) + torch.arange(b)[:, None, None, None, None] / 10
-           for k, name in enumerate(("rgb", "depth", "flow", "seg"))}
+    out = {
+        name: torch.full((b, 3, 2, 4, 4), float(k)) + torch.arange(b)[:, None, None, None, None] / 10
+        for k, name in enumerate(("rgb", "depth", "flow", "seg"))
+    }
     out["caption"] = [f"caption {i}" for i in range(b)]
     out["prompts"] = {name: [f"{name} prompt {i}" for i in range(b)] for name in ("depth", "flow", "seg")}
     return out
@@ -131,8 +152,10 @@ def test_assemble_reads_precomputed_latents_and_prompt_embeddings():
     data = batch(2)
     data = {
         "latent": {name: data[name][:, :2] for name in ("rgb", "depth", "flow")},  # [B, C=2, ...]
-        "text": {"prompt": {"depth": torch.ones(2, 3, 5), "flow": 2 * torch.ones(2, 4, 5)},  # [B, Lp, D]
-                 "prompt_mask": {"depth": torch.ones(2, 3).bool(), "flow": torch.ones(2, 4).bool()}},
+        "text": {
+            "prompt": {"depth": torch.ones(2, 3, 5), "flow": 2 * torch.ones(2, 4, 5)},  # [B, Lp, D]
+            "prompt_mask": {"depth": torch.ones(2, 3).bool(), "flow": torch.ones(2, 4).bool()},
+        },
         "prompts": data["prompts"],
     }
     out = assemble(data, [Route("est", "depth"), Route("joint", "flow")])
@@ -175,8 +198,15 @@ def test_sentences_pair_each_sample_with_the_next_and_form_their_own_group():
         assemble_groups(batch(1), [Route("sentence", "depth")])
     # image context: the example pair is sample 2's first frame held still, B and B' stay videos
     data["rgb"][2, :, 1] += 5
-    [image] = assemble_groups(data, [Route("est", "depth"), Route("sentence", "depth", image_context=True),
-                                     Route("est", "depth"), Route("est", "depth")])[1:]
+    [image] = assemble_groups(
+        data,
+        [
+            Route("est", "depth"),
+            Route("sentence", "depth", image_context=True),
+            Route("est", "depth"),
+            Route("est", "depth"),
+        ],
+    )[1:]
     a = image["x0"][0, 0]  # [C, T, H, W]
     assert torch.equal(a[:, 1], data["rgb"][2, :, 0]) and not torch.equal(a[:, 1], data["rgb"][2, :, 1])
     assert torch.equal(image["x0"][0, 2], data["rgb"][1])

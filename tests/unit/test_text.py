@@ -49,8 +49,9 @@ def hf_folder(request, tmp_path_factory):
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(TEXTS, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
-                                                unk_token="<unk>")
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
     config_class = transformers.T5Config if request.param == "t5" else transformers.UMT5Config
     config = config_class(vocab_size=fast.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2)
     model_class = transformers.T5EncoderModel if request.param == "t5" else transformers.UMT5EncoderModel

@@ -12,9 +12,20 @@ import torch
 
 from data_pipeline.video_io import encode_video
 from eval import vbench_models
-from eval.vbench import (Unavailable, consistency_from_features, background_consistency, dynamic_degree,
-                         evaluate_video, main, mean_over_videos, motion_smoothness, motion_smoothness_linear_proxy,
-                         subject_consistency, temporal_flickering, top5_flow_magnitude)
+from eval.vbench import (
+    Unavailable,
+    background_consistency,
+    consistency_from_features,
+    dynamic_degree,
+    evaluate_video,
+    main,
+    mean_over_videos,
+    motion_smoothness,
+    motion_smoothness_linear_proxy,
+    subject_consistency,
+    temporal_flickering,
+    top5_flow_magnitude,
+)
 from eval.vbench_models import WeightsError
 
 
@@ -31,10 +42,11 @@ def texture(size=96, seed=0):
 def translating(t=16, size=64, step=3):
     """A textured pattern moving ``step`` pixels right per frame, cut from a larger canvas."""
     canvas = texture(size + step * t)
-    return np.stack([canvas[:size, i * step:i * step + size] for i in range(t)])
+    return np.stack([canvas[:size, i * step : i * step + size] for i in range(t)])
 
 
 # --- temporal flickering -----------------------------------------------------------------------
+
 
 def test_flickering_by_hand():
     # H=1, W=2, grey: frames [0, 0], [10, 20], [4, 80]; pair MAEs (10 + 20)/2 = 15, (6 + 60)/2 = 33; mean 24
@@ -58,14 +70,18 @@ def test_one_frame_is_unavailable_and_bad_input_is_an_error():
 
 # --- consistency ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("features, expected", [
-    ([[1, 0], [1, 0], [1, 0]], 1.0),                        # identical
-    ([[2, 0], [5, 0]], 1.0),                                # norm does not matter
-    ([[1, 0], [0, 1], [0, 1]], (0.0 + (1 + 0) / 2) / 2),    # orthogonal: i=1 -> 0, i=2 -> (prev 1 + first 0)/2
-    ([[1, 0], [-1, 0], [-1, 0]], (0.0 + (1 + 0) / 2) / 2),  # cosine -1 clamps to 0
-    ([[1, 0], [1.5, 1.5 * math.sqrt(3)]], 0.5),            # 60 degrees: (0.5 + 0.5)/2
-    ([[1, 0], [1, 1], [0, 1]], (math.sqrt(2) / 2 + (math.sqrt(2) / 2 + 0) / 2) / 2),  # = 3 sqrt(2) / 8
-])
+
+@pytest.mark.parametrize(
+    "features, expected",
+    [
+        ([[1, 0], [1, 0], [1, 0]], 1.0),  # identical
+        ([[2, 0], [5, 0]], 1.0),  # norm does not matter
+        ([[1, 0], [0, 1], [0, 1]], (0.0 + (1 + 0) / 2) / 2),  # orthogonal: i=1 -> 0, i=2 -> (prev 1 + first 0)/2
+        ([[1, 0], [-1, 0], [-1, 0]], (0.0 + (1 + 0) / 2) / 2),  # cosine -1 clamps to 0
+        ([[1, 0], [1.5, 1.5 * math.sqrt(3)]], 0.5),  # 60 degrees: (0.5 + 0.5)/2
+        ([[1, 0], [1, 1], [0, 1]], (math.sqrt(2) / 2 + (math.sqrt(2) / 2 + 0) / 2) / 2),  # = 3 sqrt(2) / 8
+    ],
+)
 def test_consistency_by_hand(features, expected):
     assert consistency_from_features(np.array(features, float)) == pytest.approx(expected, abs=1e-12)
     assert consistency_from_features(torch.tensor(features, dtype=torch.float32)) == pytest.approx(expected, abs=1e-6)
@@ -78,13 +94,16 @@ def test_consistency_needs_two_frames():
 
 # --- subject / background consistency with tiny random ViTs from local files ----------------------
 
+
 def tiny_vit(**kw):
     from timm.models.vision_transformer import VisionTransformer
+
     return VisionTransformer(img_size=224, patch_size=32, embed_dim=32, depth=1, num_heads=2, **kw)
 
 
 def save(model, path):
     from safetensors.torch import save_file
+
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
@@ -129,8 +148,10 @@ def test_a_file_for_another_architecture_is_a_clear_error(weights):
 def test_model_consistency_scores(weights):
     folder, _, _ = weights
     moving, static = translating(t=4, size=48, step=8), np.repeat(texture(48)[None], 3, axis=0)
-    for fn, kw in ((subject_consistency, {"num_classes": 0, "dynamic_img_size": True}),
-                   (background_consistency, {"num_classes": 8})):
+    for fn, kw in (
+        (subject_consistency, {"num_classes": 0, "dynamic_img_size": True}),
+        (background_consistency, {"num_classes": 8}),
+    ):
         score = fn(moving, folder, model=tiny_vit(**kw), device="cpu")
         assert 0.0 <= score <= 1.0
         assert fn(static, folder, model=tiny_vit(**kw), device="cpu") == pytest.approx(1.0, abs=1e-6)
@@ -146,17 +167,28 @@ def test_preprocessing_matches_vbench_torchvision_transforms():
     T = pytest.importorskip("torchvision.transforms")
     frames = texture(96)[None, :80]  # [1, 80, 96, 3], not square
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # VBench's load_video: float 0..255, [T, C, H, W]
-    dino = T.Compose([T.Resize(size=224), T.Lambda(lambda v: v.float().div(255.0)),
-                      T.Normalize(vbench_models.DINO_MEAN, vbench_models.DINO_STD)])
-    clip = T.Compose([T.Resize(224, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224),
-                      T.Lambda(lambda v: v.float().div(255.0)),
-                      T.Normalize(vbench_models.CLIP_MEAN, vbench_models.CLIP_STD)])
+    dino = T.Compose(
+        [
+            T.Resize(size=224),
+            T.Lambda(lambda v: v.float().div(255.0)),
+            T.Normalize(vbench_models.DINO_MEAN, vbench_models.DINO_STD),
+        ]
+    )
+    clip = T.Compose(
+        [
+            T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.Lambda(lambda v: v.float().div(255.0)),
+            T.Normalize(vbench_models.CLIP_MEAN, vbench_models.CLIP_STD),
+        ]
+    )
     assert vbench_models.preprocess_dino(frames).shape == (1, 3, 224, 268)
     torch.testing.assert_close(vbench_models.preprocess_dino(frames), dino(x))
     torch.testing.assert_close(vbench_models.preprocess_clip(frames), clip(x))
 
 
 # --- dynamic degree ------------------------------------------------------------------------------
+
 
 def test_dynamic_degree_opencv():
     static = dynamic_degree(np.repeat(texture(64)[None], 16, axis=0), fps=8)
@@ -207,6 +239,7 @@ def test_raft_backend_loads_local_weights(tmp_path):
 
 # --- motion smoothness ---------------------------------------------------------------------------
 
+
 def test_linear_proxy_is_exact_on_a_linear_ramp():
     assert motion_smoothness_linear_proxy(uniform([10 * t for t in range(9)], 4, 4)) == 1.0
     assert motion_smoothness_linear_proxy(uniform([10 * t for t in range(8)], 4, 4)) == 1.0
@@ -233,13 +266,18 @@ def test_motion_smoothness_needs_an_interpolator():
 
 # --- evaluate_video / averages --------------------------------------------------------------------
 
+
 def test_evaluate_video_reports_unavailable_dimensions(weights):
     video = translating(t=6, size=32)
     result = evaluate_video(video, 8)
     assert list(result) == ["temporal_flickering", "motion_smoothness_linear_proxy", "dynamic_degree"]
     assert result["dynamic_degree"]["backend"] == "opencv-dis" and result["dynamic_degree"]["value"] in (0.0, 1.0)
-    other = evaluate_video(video, 8, ["motion_smoothness", "aesthetic_quality", "imaging_quality"],
-                           scorers={"imaging_quality": lambda frames: 0.25})
+    other = evaluate_video(
+        video,
+        8,
+        ["motion_smoothness", "aesthetic_quality", "imaging_quality"],
+        scorers={"imaging_quality": lambda frames: 0.25},
+    )
     assert other["motion_smoothness"]["value"] is None and "AMT" in other["motion_smoothness"]["reason"]
     assert other["aesthetic_quality"] == {"value": None, "reason": other["aesthetic_quality"]["reason"]}
     assert other["imaging_quality"]["value"] == 0.25
@@ -253,10 +291,16 @@ def test_evaluate_video_reports_unavailable_dimensions(weights):
 
 
 def test_mean_over_videos_weighs_consistency_by_frame_pairs():
-    a = {"subject_consistency": {"value": 1.0, "pairs": 3}, "temporal_flickering": {"value": 1.0},
-         "aesthetic_quality": {"value": None, "reason": "no model"}}
-    b = {"subject_consistency": {"value": 0.5, "pairs": 1}, "temporal_flickering": {"value": 0.5},
-         "aesthetic_quality": {"value": None, "reason": "no model"}}
+    a = {
+        "subject_consistency": {"value": 1.0, "pairs": 3},
+        "temporal_flickering": {"value": 1.0},
+        "aesthetic_quality": {"value": None, "reason": "no model"},
+    }
+    b = {
+        "subject_consistency": {"value": 0.5, "pairs": 1},
+        "temporal_flickering": {"value": 0.5},
+        "aesthetic_quality": {"value": None, "reason": "no model"},
+    }
     mean = mean_over_videos([a, b])
     assert mean["subject_consistency"]["value"] == pytest.approx((3 * 1.0 + 1 * 0.5) / 4)
     assert mean["temporal_flickering"]["value"] == pytest.approx(0.75)
@@ -264,6 +308,7 @@ def test_mean_over_videos_weighs_consistency_by_frame_pairs():
 
 
 # --- CLI -----------------------------------------------------------------------------------------
+
 
 def test_cli_on_two_videos(tmp_path, capsys):
     videos = tmp_path / "videos"
@@ -298,6 +343,7 @@ def test_cli_errors(tmp_path, capsys):
 
 
 def test_cli_module_entry_point(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "eval.vbench", "--videos", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "eval.vbench", "--videos", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "no such folder" in run.stderr

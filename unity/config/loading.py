@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
-from typing import Literal, Sequence, get_args, get_origin, get_type_hints
+from typing import Literal, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -71,8 +72,10 @@ def _merge(layers: list) -> DictConfig:
 def _unknown_key_message(key: str) -> str:
     new = moved_key(key)
     if new is not None:
-        return (f"config key '{key}' has moved to '{new}': rename it in your config or command line "
-                "(run folders saved before the move are migrated when read)")
+        return (
+            f"config key '{key}' has moved to '{new}': rename it in your config or command line "
+            "(run folders saved before the move are migrated when read)"
+        )
     close = difflib.get_close_matches(key, all_keys(), n=3, cutoff=0.6)
     hint = f"; closest valid keys: {', '.join(close)}" if close else "; see unity/config/schema.py for the schema"
     return f"unknown config key '{key}'{hint}"

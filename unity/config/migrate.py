@@ -39,7 +39,7 @@ def moved_key(key: str) -> str | None:
     for moves in MIGRATIONS.values():
         for old, new in moves.items():
             if key == old or key.startswith(old + ".") or key.startswith(old + "["):
-                return new + key[len(old):]
+                return new + key[len(old) :]
     return None
 
 

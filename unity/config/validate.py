@@ -17,8 +17,10 @@ class ConfigError(ValueError):
 def validate(config: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     if config.lora.enabled and not config.train.init_from:
-        raise ConfigError("config key 'lora.enabled' needs 'train.init_from' (the run or checkpoint the adapters "
-                          "are trained on), e.g. train.init_from=runs/tiny")
+        raise ConfigError(
+            "config key 'lora.enabled' needs 'train.init_from' (the run or checkpoint the adapters "
+            "are trained on), e.g. train.init_from=runs/tiny"
+        )
     try:
         OmegaConf.to_object(config.model).validate()
     except ValueError as e:
@@ -27,15 +29,20 @@ def validate(config: DictConfig) -> None:
     _check_modalities(config)
     _check_routing(config.routing)
     if config.checkpoint.keep_last < 0:
-        raise ConfigError(f"config key 'checkpoint.keep_last' must be 0 (keep all) or more, got {config.checkpoint.keep_last}")
+        raise ConfigError(
+            f"config key 'checkpoint.keep_last' must be 0 (keep all) or more, got {config.checkpoint.keep_last}"
+        )
 
 
 def _check_modalities(config: DictConfig) -> None:
     auxiliary = MODALITY_NAMES[1:]
     named = [("data.modalities", name) for name in config.data.modalities]
     named += [("routing.modalities", name) for name in config.routing.modalities]
-    named += [(f"routing.curriculum[{i}].modalities", name)
-              for i, stage in enumerate(config.routing.curriculum) for name in stage.modalities]
+    named += [
+        (f"routing.curriculum[{i}].modalities", name)
+        for i, stage in enumerate(config.routing.curriculum)
+        for name in stage.modalities
+    ]
     for key, name in named:
         if name not in auxiliary:
             raise ConfigError(f"config key '{key}' lists {name!r}; auxiliary modalities are {', '.join(auxiliary)}")
@@ -47,7 +54,9 @@ def _check_routing(routing: DictConfig) -> None:
     for key, tasks in probs:
         values = list(tasks.values())
         if min(values) < 0 or sum(values) <= 0:
-            raise ConfigError(f"config key '{key}' needs non-negative probabilities with a positive sum, got {dict(tasks)}")
+            raise ConfigError(
+                f"config key '{key}' needs non-negative probabilities with a positive sum, got {dict(tasks)}"
+            )
     for i, stage in enumerate(routing.curriculum):
         if stage.steps < 0:
             raise ConfigError(f"config key 'routing.curriculum[{i}].steps' must be non-negative, got {stage.steps}")
@@ -69,8 +78,11 @@ def check_launch(parallel, world_size: int) -> None:
     """Raise ConfigError when the ranks launched do not fit ``parallel``: one for the plain engine, a
     multiple of ``parallel.sequence_parallel`` for DeepSpeed."""
     if parallel.engine == "plain" and world_size > 1:
-        raise ConfigError(f"parallel.engine=plain runs one process but {world_size} were launched; "
-                          "set parallel.engine=deepspeed")
+        raise ConfigError(
+            f"parallel.engine=plain runs one process but {world_size} were launched; set parallel.engine=deepspeed"
+        )
     if world_size % parallel.sequence_parallel:
-        raise ConfigError(f"config key 'parallel.sequence_parallel' ({parallel.sequence_parallel}) must divide the "
-                          f"number of ranks launched ({world_size})")
+        raise ConfigError(
+            f"config key 'parallel.sequence_parallel' ({parallel.sequence_parallel}) must divide the "
+            f"number of ranks launched ({world_size})"
+        )

@@ -57,8 +57,9 @@ class Trained:
         return encode_conditioning(self.text, captions, prompts, streams, self.device, features)
 
 
-def load_trained(path: str | Path, use_ema: bool = True, device: torch.device | str | None = None,
-                 overrides: list[str] | None = None) -> Trained:
+def load_trained(
+    path: str | Path, use_ema: bool = True, device: torch.device | str | None = None, overrides: list[str] | None = None
+) -> Trained:
     """Rebuild the model from the run's ``config.yaml`` and load a checkpoint's weights into it.
 
     ``path``: a run folder (its latest checkpoint) or a checkpoint folder. The EMA weights are used

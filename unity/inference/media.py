@@ -54,8 +54,9 @@ def read_input(path: str, modality: str, frames: int, size: int) -> np.ndarray:
     return fit_clip(video, frames, size, nearest=modality in CATEGORICAL, name=path)
 
 
-def write_outputs(out: Path, streams: dict[str, np.ndarray], task: str, modality: str, fps: float,
-                  reverse: bool = False) -> list[Path]:
+def write_outputs(
+    out: Path, streams: dict[str, np.ndarray], task: str, modality: str, fps: float, reverse: bool = False
+) -> list[Path]:
     """Per sample: ``<stream>.mp4``, the raw decode of an estimated modality and ``strip.png``; returns the folders."""
     names, _, flags = task_streams(task, modality, reverse)
     generated = dict(zip(names, flags))

@@ -11,6 +11,7 @@ noise from ``settings.seed + i``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -45,10 +46,19 @@ def task_streams(task: str, modality: str, reverse: bool) -> tuple[tuple[str, ..
 
 
 @torch.no_grad()
-def run_task(trained: Trained, task: str, modality: str, captions: list[str], rgb: np.ndarray | None = None,
-             control: np.ndarray | None = None, context: np.ndarray | None = None, reverse: bool = False,
-             prompts: list[str] | None = None, settings: SamplerSettings | None = None,
-             features: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
+def run_task(
+    trained: Trained,
+    task: str,
+    modality: str,
+    captions: list[str],
+    rgb: np.ndarray | None = None,
+    control: np.ndarray | None = None,
+    context: np.ndarray | None = None,
+    reverse: bool = False,
+    prompts: list[str] | None = None,
+    settings: SamplerSettings | None = None,
+    features: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, np.ndarray]:
     """The task's streams by name, each uint8 ``[B, T, H, W, 3]`` (inputs included).
 
     ``task``: a name or alias of the registry. ``est`` (``estimate``) needs ``rgb`` and adds the
@@ -75,7 +85,9 @@ def run_task(trained: Trained, task: str, modality: str, captions: list[str], rg
     inputs = [given.get(name) if given.get(name) is not None else blank for name in names]
     for name, video in zip(names, inputs):
         if video.shape != blank.shape:
-            raise ValueError(f"{name} videos must be uint8 {list(blank.shape)} (the run's clip shape), got {list(video.shape)}")
+            raise ValueError(
+                f"{name} videos must be uint8 {list(blank.shape)} (the run's clip shape), got {list(video.shape)}"
+            )
     prompts = prompts or [MODALITIES[modality].prompt if task != T2V else ""] * n
     shift = settings.shift if settings.shift is not None else trained.shift
     layout = sentences.LAYOUT if task == "sentence" else None
@@ -91,9 +103,22 @@ def run_task(trained: Trained, task: str, modality: str, captions: list[str], rg
         dropped = None if part is None else (part[0], torch.zeros_like(part[1]))  # the dropped caption
         uncond = trained.conditioning([""] * b, prompts[chunk], len(names), dropped) if settings.cfg != 1.0 else None
         generator = torch.Generator(trained.device).manual_seed(settings.seed + start)
-        bar = (lambda pairs: tqdm(pairs, desc=f"{task} {start + b}/{n}", leave=False)) if settings.progress else None
-        result = sample(trained.dit, x, generate, ids, steps=settings.steps, shift=shift, method=settings.method,
-                        cfg_scale=settings.cfg, uncond=uncond, generator=generator, progress=bar, layout=layout, **cond)
+        bar = partial(tqdm, desc=f"{task} {start + b}/{n}", leave=False) if settings.progress else None
+        result = sample(
+            trained.dit,
+            x,
+            generate,
+            ids,
+            steps=settings.steps,
+            shift=shift,
+            method=settings.method,
+            cfg_scale=settings.cfg,
+            uncond=uncond,
+            generator=generator,
+            progress=bar,
+            layout=layout,
+            **cond,
+        )
         for s, name in enumerate(names):  # [B, T, H, W, 3] each
             outputs[name].append(trained.codec.decode(result[:, s]).cpu().numpy())
     return {name: np.concatenate(videos) for name, videos in outputs.items()}

@@ -13,15 +13,23 @@ def drop_captions(captions: list[str], probability: float, generator: torch.Gene
     return ["" if d else c for c, d in zip(captions, drop.tolist())]
 
 
-def drop_features(features: tuple[torch.Tensor, torch.Tensor], captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_features(
+    features: tuple[torch.Tensor, torch.Tensor], captions: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """External caption features with the mask cleared where the caption was dropped ("")."""
     values, mask = features
     kept = torch.tensor([bool(c) for c in captions], device=mask.device)
     return values, mask & kept[:, None]
 
 
-def encode_conditioning(text, captions: list[str], prompts: list[str], streams: int, device,
-                        features: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+def encode_conditioning(
+    text,
+    captions: list[str],
+    prompts: list[str],
+    streams: int,
+    device,
+    features: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict:
     """Embed captions and the auxiliary streams' prompts as ``UnityDiT.forward`` keyword arguments.
 
     Every stream gets the same prompt row; the rgb stream's is unused, since in the dual in-context
@@ -32,8 +40,10 @@ def encode_conditioning(text, captions: list[str], prompts: list[str], streams: 
     if features is not None:
         caption, caption_mask = text.features(features[0].to(device), features[1].to(device))
     elif hasattr(text, "features"):
-        raise ValueError("this model reads captions as external-encoder features (model.text_encoder: external), "
-                         "and none were given: add them to the shards with `python -m data_pipeline external`")
+        raise ValueError(
+            "this model reads captions as external-encoder features (model.text_encoder: external), "
+            "and none were given: add them to the shards with `python -m data_pipeline external`"
+        )
     else:
         caption, caption_mask = text(captions)
     prompt, prompt_mask = text(prompts)

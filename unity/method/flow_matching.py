@@ -21,8 +21,9 @@ def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
-def sample_t(n: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0,
-             shift: float = 1.0) -> torch.Tensor:
+def sample_t(
+    n: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0, shift: float = 1.0
+) -> torch.Tensor:
     """``n`` training times in (0, 1): logit-normal ``sigmoid(N(mean, std²))`` then shifted (SD3).
 
     Drawn on the generator's device in float32.

@@ -13,7 +13,6 @@ import logging
 import torch
 from torch import nn
 
-
 MARK = "lora_"  # peft's LoRA parameter names contain lora_A / lora_B
 
 log = logging.getLogger(__name__)
@@ -30,16 +29,27 @@ def _peft():
 def add_lora(module: nn.Module, settings) -> None:
     """Inject LoRA layers into ``module.dit`` per ``settings`` (the config's ``lora`` section) and freeze the rest."""
     peft = _peft()
-    config = peft.LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                             target_modules=list(settings.target_modules))
+    config = peft.LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+    )
     try:
         peft.inject_adapter_in_model(config, module.dit)
     except ValueError as e:
-        raise ValueError(f"lora.target_modules {list(settings.target_modules)} match no layer of the DiT ({e})") from None
+        raise ValueError(
+            f"lora.target_modules {list(settings.target_modules)} match no layer of the DiT ({e})"
+        ) from None
     for name, param in module.named_parameters():
         param.requires_grad_(MARK in name)
-    log.info("LoRA rank %d on %s: %d trainable of %d parameters", settings.rank, list(settings.target_modules),
-             sum(p.numel() for p in module.parameters() if p.requires_grad), sum(p.numel() for p in module.parameters()))
+    log.info(
+        "LoRA rank %d on %s: %d trainable of %d parameters",
+        settings.rank,
+        list(settings.target_modules),
+        sum(p.numel() for p in module.parameters() if p.requires_grad),
+        sum(p.numel() for p in module.parameters()),
+    )
 
 
 def adapter_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,4 +63,6 @@ def merged_state(module: nn.Module) -> dict[str, torch.Tensor]:
     for layer in module.modules():
         if isinstance(layer, tuners.LoraLayer):
             layer.merge()
-    return {name.replace(".base_layer.", "."): tensor for name, tensor in module.state_dict().items() if MARK not in name}
+    return {
+        name.replace(".base_layer.", "."): tensor for name, tensor in module.state_dict().items() if MARK not in name
+    }

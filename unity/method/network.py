@@ -6,8 +6,6 @@ config (``unity.inference.loading``).
 
 from __future__ import annotations
 
-
-import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 

@@ -7,8 +7,9 @@ all). A run whose data has no auxiliary modality (``data.modalities=[]``) trains
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -46,7 +47,8 @@ class TaskRouter:
 
     ``routing`` needs ``.tasks`` (probabilities per task), ``.modalities`` (routing weight per
     modality; a modality missing there weighs 1.0) and ``.curriculum`` (stages with ``.steps``,
-    ``.modalities``, ``.tasks``), as in :class:`unity.config.schema.RoutingConfig` (validated there). A stage of 0 steps lasts
+    ``.modalities``, ``.tasks``), as in :class:`unity.config.schema.RoutingConfig` (validated there).
+    A stage of 0 steps lasts
     to the end of the run, and so does the last stage whatever its steps; a stage listing no
     modalities routes all of them. ``available``: the auxiliary modalities the data provides.
     Without a curriculum: ``routing.tasks`` over every available modality. Without any available
@@ -63,8 +65,10 @@ class TaskRouter:
         wrong = [name for name in available if name not in NAMES[1:]]
         if wrong:
             raise ValueError(f"available modalities {wrong} are not auxiliary modalities ({', '.join(NAMES[1:])})")
-        plan = [(int(stage.steps), tuple(stage.modalities), stage.tasks, f"routing.curriculum[{i}]")
-                for i, stage in enumerate(routing.curriculum)] or [(0, (), routing.tasks, "routing")]
+        plan = [
+            (int(stage.steps), tuple(stage.modalities), stage.tasks, f"routing.curriculum[{i}]")
+            for i, stage in enumerate(routing.curriculum)
+        ] or [(0, (), routing.tasks, "routing")]
         start = 0
         for index, (steps, listed, tasks, where) in enumerate(plan):
             end = float("inf") if steps == 0 or index == len(plan) - 1 else start + steps
@@ -87,15 +91,18 @@ class TaskRouter:
         tasks = [name for name, p in span.stage.tasks.items() if p > 0]
         task_p = torch.tensor([span.stage.tasks[name] for name in tasks], dtype=torch.float64)
         task_ix = torch.multinomial(task_p, n, replacement=True, generator=generator).tolist()
-        mod_ix = torch.multinomial(torch.tensor(span.weights, dtype=torch.float64), n, replacement=True,
-                                   generator=generator).tolist()
+        mod_ix = torch.multinomial(
+            torch.tensor(span.weights, dtype=torch.float64), n, replacement=True, generator=generator
+        ).tolist()
         routes = [Route(tasks[i], span.stage.modalities[j]) for i, j in zip(task_ix, mod_ix)]
         if any(route.task == "sentence" for route in routes):  # drawn only then: other runs' draws stay as they were
             reverse = (torch.rand(n, generator=generator) < self.sentence_reverse).tolist()
             routes = [Route(r.task, r.modality, r.task == "sentence" and rev) for r, rev in zip(routes, reverse)]
             if self.sentence_image > 0:
                 image = (torch.rand(n, generator=generator) < self.sentence_image).tolist()
-                routes = [Route(r.task, r.modality, r.reverse, r.task == "sentence" and im) for r, im in zip(routes, image)]
+                routes = [
+                    Route(r.task, r.modality, r.reverse, r.task == "sentence" and im) for r, im in zip(routes, image)
+                ]
         return routes
 
     def _span(self, step: int) -> _Span:
@@ -114,5 +121,3 @@ def _build_span(index, end, listed, available, weights, tasks, where) -> _Span:
     total = sum(probs.values())
     stage = Stage(index, tuple(usable), {name: p / total for name, p in probs.items()})
     return _Span(end, stage, tuple(float(weights.get(name, 1.0)) for name in usable))
-
-

@@ -8,7 +8,7 @@ the caption with the velocity given the empty caption (the case caption dropout 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -24,8 +24,9 @@ def time_grid(steps: int, shift: float = 1.0) -> torch.Tensor:
     return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
 
 
-def guided_velocity(model, modality: torch.Tensor, cond: dict, uncond: dict | None = None,
-                    cfg_scale: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def guided_velocity(
+    model, modality: torch.Tensor, cond: dict, uncond: dict | None = None, cfg_scale: float = 1.0
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``v(x, t_streams)``: the model given ``cond``, or ``v_u + s (v_c - v_u)`` when ``cfg_scale != 1``.
 
     ``cond`` / ``uncond`` are ``UnityDiT.forward`` keyword arguments (caption, masks, prompts);
@@ -45,10 +46,21 @@ def guided_velocity(model, modality: torch.Tensor, cond: dict, uncond: dict | No
 
 
 @torch.no_grad()
-def sample(model, x_clean: torch.Tensor, generate: torch.Tensor, modality: torch.Tensor, steps: int = 20,
-           shift: float = 1.0, method: str = "euler", cfg_scale: float = 1.0, uncond: dict | None = None,
-           generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
-           progress: Callable | None = None, **cond) -> torch.Tensor:
+def sample(
+    model,
+    x_clean: torch.Tensor,
+    generate: torch.Tensor,
+    modality: torch.Tensor,
+    steps: int = 20,
+    shift: float = 1.0,
+    method: str = "euler",
+    cfg_scale: float = 1.0,
+    uncond: dict | None = None,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    progress: Callable | None = None,
+    **cond,
+) -> torch.Tensor:
     """Generate the streams marked in ``generate`` given the others; returns ``x [B, S, C, T, H, W]``.
 
     x_clean ``[B, S, C, T, H, W]``: the context streams' values (anything in generated ones);
@@ -72,7 +84,7 @@ def sample(model, x_clean: torch.Tensor, generate: torch.Tensor, modality: torch
     x = torch.where(keep, x_clean, noise)
     grid = time_grid(steps, shift).tolist()
     pairs = list(zip(grid[:-1], grid[1:]))
-    for t, t_next in (progress(pairs) if progress is not None else pairs):
+    for t, t_next in progress(pairs) if progress is not None else pairs:
         v = velocity(x, generate.float() * t)  # t on generated streams, 0 on context
         x_next = torch.where(keep, x_clean, x + (t_next - t) * v)
         if method == "heun" and t_next > 0:

@@ -37,8 +37,14 @@ def still(video: torch.Tensor) -> torch.Tensor:
     return video[:, :1].expand_as(video)
 
 
-def sentence_streams(videos: dict, indices: list[int], modalities: list[str], reverses: list[bool],
-                     partner: list[int], images: list[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sentence_streams(
+    videos: dict,
+    indices: list[int],
+    modalities: list[str],
+    reverses: list[bool],
+    partner: list[int],
+    images: list[bool] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``x0 [G, 4, C, T, H, W]`` and ``modality [G, 4]`` for the samples ``indices`` of a batch.
 
     ``videos``: ``{stream: [B, C, T, H, W]}`` of the whole batch; ``partner[i]``: the clip giving

@@ -39,25 +39,49 @@ def assemble_groups(batch: dict, routes: list[Route]) -> list[dict]:
     groups = []
     if kinds[T2V]:
         n = len(routes)
-        groups.append({"index": list(range(n)), "x0": rgb[:, None], "layout": None, "prompts": [""] * n,
-                       "modality": torch.zeros(n, 1, dtype=torch.long, device=rgb.device),
-                       "noised": torch.ones(n, 1, dtype=torch.bool, device=rgb.device)})
+        groups.append(
+            {
+                "index": list(range(n)),
+                "x0": rgb[:, None],
+                "layout": None,
+                "prompts": [""] * n,
+                "modality": torch.zeros(n, 1, dtype=torch.long, device=rgb.device),
+                "noised": torch.ones(n, 1, dtype=torch.bool, device=rgb.device),
+            }
+        )
     if kinds["pair"]:
         index = kinds["pair"]
         aux = torch.stack([videos[routes[i].modality][i] for i in index])  # [G, C, T, H, W]
-        groups.append({
-            "index": index, "x0": torch.stack([rgb[index], aux], dim=1), "layout": None,
-            "modality": torch.tensor([[MODALITIES["rgb"].index, MODALITIES[routes[i].modality].index] for i in index],
-                                     device=rgb.device),
-            "noised": torch.tensor([TASKS[routes[i].task].noised for i in index], device=rgb.device),
-        })
+        groups.append(
+            {
+                "index": index,
+                "x0": torch.stack([rgb[index], aux], dim=1),
+                "layout": None,
+                "modality": torch.tensor(
+                    [[MODALITIES["rgb"].index, MODALITIES[routes[i].modality].index] for i in index], device=rgb.device
+                ),
+                "noised": torch.tensor([TASKS[routes[i].task].noised for i in index], device=rgb.device),
+            }
+        )
     if kinds["sentence"]:
         index = kinds["sentence"]
-        x0, modality = sentences.sentence_streams(videos, index, [routes[i].modality for i in index],
-                                                  [routes[i].reverse for i in index], sentences.partners(len(routes)),
-                                                  [routes[i].image_context for i in index])
-        groups.append({"index": index, "x0": x0, "modality": modality, "layout": sentences.LAYOUT,
-                       "noised": torch.tensor([TASKS["sentence"].noised] * len(index), device=rgb.device)})
+        x0, modality = sentences.sentence_streams(
+            videos,
+            index,
+            [routes[i].modality for i in index],
+            [routes[i].reverse for i in index],
+            sentences.partners(len(routes)),
+            [routes[i].image_context for i in index],
+        )
+        groups.append(
+            {
+                "index": index,
+                "x0": x0,
+                "modality": modality,
+                "layout": sentences.LAYOUT,
+                "noised": torch.tensor([TASKS["sentence"].noised] * len(index), device=rgb.device),
+            }
+        )
     for group in groups:
         if "prompts" not in group:
             group["prompts"] = [batch["prompts"][routes[i].modality][i] for i in group["index"]]
@@ -71,8 +95,10 @@ def _precomputed_prompts(group: dict, text: dict, routes: list[Route]) -> None:
     if routes[0].task == T2V:
         return
     length = max(text["prompt"][route.modality].shape[1] for route in routes)
-    pairs = [pad_tokens(text["prompt"][r.modality][i], text["prompt_mask"][r.modality][i], length)
-             for i, r in zip(group["index"], routes)]
+    pairs = [
+        pad_tokens(text["prompt"][r.modality][i], text["prompt_mask"][r.modality][i], length)
+        for i, r in zip(group["index"], routes)
+    ]
     group["prompt"] = torch.stack([p for p, _ in pairs])  # [G, Lp, D]
     group["prompt_mask"] = torch.stack([m for _, m in pairs])  # [G, Lp]
 

@@ -26,8 +26,8 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -52,10 +52,16 @@ UNFINISHED = (".tmp", ".old")  # suffixes of folders and files a save leaves beh
 # ---------------------------------------------------------------------------------------------- saving
 
 
-def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict[str, torch.Tensor],
-                    ema_state: dict[str, torch.Tensor] | None, state: dict,
-                    save_engine: Callable[[str], None] | None = None, keep_last: int = 3,
-                    names: tuple[str, str] = WEIGHTS) -> str:
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    ema_state: dict[str, torch.Tensor] | None,
+    state: dict,
+    save_engine: Callable[[str], None] | None = None,
+    keep_last: int = 3,
+    names: tuple[str, str] = WEIGHTS,
+) -> str:
     """Save ``<run_dir>/checkpoints/step_XXXXXXX`` atomically and point ``latest`` at it; returns its path.
 
     ``model_state`` / ``ema_state``: full weights, used on rank 0 only (other ranks may pass ``{}``).
@@ -224,8 +230,12 @@ def _latest(root: Path) -> Path | None:
         named = root / marker.read_text().strip()
         if named.is_dir():
             return named
-        log.warning("%s names %s, which does not exist; using the newest complete checkpoint instead: %s",
-                    marker, named.name, newest)
+        log.warning(
+            "%s names %s, which does not exist; using the newest complete checkpoint instead: %s",
+            marker,
+            named.name,
+            newest,
+        )
     return newest
 
 
@@ -247,8 +257,10 @@ def resolve_resume(run_dir: str | os.PathLike, resume: str) -> str | None:
         return str(path)
     found = _latest(path / "checkpoints" if (path / "checkpoints").is_dir() else path)
     if found is None:
-        raise FileNotFoundError(f"resume={resume!r}: no checkpoint there; give a checkpoint folder (holding "
-                                "state.json), a run folder (holding checkpoints/), 'auto' or 'never'")
+        raise FileNotFoundError(
+            f"resume={resume!r}: no checkpoint there; give a checkpoint folder (holding "
+            "state.json), a run folder (holding checkpoints/), 'auto' or 'never'"
+        )
     return str(found)
 
 
@@ -259,8 +271,11 @@ def state_mismatch(found: dict[str, torch.Tensor], expected: dict[str, torch.Ten
     """Missing keys, unexpected keys and shape mismatches of ``found`` against ``expected``; "" when they fit."""
     missing = sorted(expected.keys() - found.keys())
     unexpected = sorted(found.keys() - expected.keys())
-    mismatched = [f"{name}: checkpoint {list(found[name].shape)} vs model {list(expected[name].shape)}"
-                  for name in sorted(found.keys() & expected.keys()) if found[name].shape != expected[name].shape]
+    mismatched = [
+        f"{name}: checkpoint {list(found[name].shape)} vs model {list(expected[name].shape)}"
+        for name in sorted(found.keys() & expected.keys())
+        if found[name].shape != expected[name].shape
+    ]
     lines = []
     for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
         if items:
@@ -313,9 +328,11 @@ def rng_state() -> dict:
     """The global RNG states of python, numpy, torch CPU and (when present) this process's CUDA device, as JSON."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": [version, list(internal), gauss],
-             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-             "torch": _b64(torch.get_rng_state())}
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": _b64(torch.get_rng_state()),
+    }
     if torch.cuda.is_available():
         state["cuda"] = _b64(torch.cuda.get_rng_state())
     return state
@@ -357,8 +374,10 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     except FileNotFoundError:
         found = None
     if found is None or not any((Path(found) / f"{stem}.safetensors").is_file() for stem in (WEIGHTS[0], ADAPTER)):
-        raise FileNotFoundError(f"{path} is neither a run folder with checkpoints nor a checkpoint folder "
-                                "holding model.safetensors (or a LoRA run's adapter.safetensors)")
+        raise FileNotFoundError(
+            f"{path} is neither a run folder with checkpoints nor a checkpoint folder "
+            "holding model.safetensors (or a LoRA run's adapter.safetensors)"
+        )
     return Path(found)
 
 
@@ -369,8 +388,9 @@ def load_init(module: nn.Module, path: str | os.PathLike) -> str:
         if (ckpt / f"{stem}.safetensors").is_file():
             load_weights(module, ckpt / f"{stem}.safetensors")
             return str(ckpt / f"{stem}.safetensors")
-    raise FileNotFoundError(f"{ckpt} holds only LoRA adapters; start from a full checkpoint (merge it first: "
-                            "python -m unity.lora merge)")
+    raise FileNotFoundError(
+        f"{ckpt} holds only LoRA adapters; start from a full checkpoint (merge it first: python -m unity.lora merge)"
+    )
 
 
 def load_adapter(module: nn.Module, path: str | os.PathLike) -> None:

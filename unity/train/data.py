@@ -27,9 +27,16 @@ def ensure_synthetic_splits(config, is_main: bool = True) -> None:
         check_geometry(config, split)
     if is_main:
         for split in missing:
-            build_synthetic(split_dir(config, split), wanted[split], frames=config.data.frames,
-                            size=config.data.size, seed=synth.seed, split=split, with_gt=split == "test",
-                            shard_size=synth.shard_size)
+            build_synthetic(
+                split_dir(config, split),
+                wanted[split],
+                frames=config.data.frames,
+                size=config.data.size,
+                seed=synth.seed,
+                split=split,
+                with_gt=split == "test",
+                shard_size=synth.shard_size,
+            )
     distributed.barrier()
 
 
@@ -38,29 +45,53 @@ def check_geometry(config, split: str) -> None:
     with open(os.path.join(split_dir(config, split), "dataset.json")) as f:
         info = json.load(f)
     if info.get("source") == "synthetic" and info.get("world", 1) != WORLD_VERSION:
-        raise ValueError(f"{split_dir(config, split)} was rendered by version {info.get('world', 1)} of the synthetic "
-                         f"world, this code renders version {WORLD_VERSION}; delete {config.data.root} to rebuild it")
+        raise ValueError(
+            f"{split_dir(config, split)} was rendered by version {info.get('world', 1)} of the synthetic "
+            f"world, this code renders version {WORLD_VERSION}; delete {config.data.root} to rebuild it"
+        )
     args = info.get("args", {})
     found = (args.get("frames"), args.get("size"))
     if None not in found and found != (config.data.frames, config.data.size):
-        raise ValueError(f"{split_dir(config, split)} holds {found[0]}-frame {found[1]}x{found[1]} clips but the config "
-                         f"asks for data.frames={config.data.frames}, data.size={config.data.size}; point data.root "
-                         "at another folder (it is built when absent) or change the config")
+        raise ValueError(
+            f"{split_dir(config, split)} holds {found[0]}-frame {found[1]}x{found[1]} clips but the config "
+            f"asks for data.frames={config.data.frames}, data.size={config.data.size}; point data.root "
+            "at another folder (it is built when absent) or change the config"
+        )
 
 
 def train_loader(config, seed: int, rank: int | None = None) -> VideoLoader:
     """Endless, resampled batches of the train split (each data-parallel ``rank`` draws its own shards;
     None = the process rank)."""
     data = config.data
-    return make_loader(split_dir(config, "train"), list(data.modalities), data.batch_size, frames=data.frames,
-                       size=data.size, crop_scale=tuple(data.crop_scale), shuffle_buffer=data.shuffle_buffer,
-                       resampled=True, num_workers=data.num_workers, seed=seed, rank=rank,
-                       external=config.model.text_encoder == "external")
+    return make_loader(
+        split_dir(config, "train"),
+        list(data.modalities),
+        data.batch_size,
+        frames=data.frames,
+        size=data.size,
+        crop_scale=tuple(data.crop_scale),
+        shuffle_buffer=data.shuffle_buffer,
+        resampled=True,
+        num_workers=data.num_workers,
+        seed=seed,
+        rank=rank,
+        external=config.model.text_encoder == "external",
+    )
 
 
 def fixed_loader(config, split: str, batch_size: int) -> VideoLoader:
-    """One pass over a held-out split in shard order, full frames, no crop: the same batches every time, on every rank."""
+    """One pass over a held-out split in shard order, full frames, no crop: the same batches every time,
+    on every rank."""
     data = config.data
-    return make_loader(split_dir(config, split), list(data.modalities), batch_size, frames=data.frames,
-                       size=data.size, crop_scale=(1.0, 1.0), shuffle_buffer=0, shardshuffle=False,
-                       split_by_node=False, external=config.model.text_encoder == "external")
+    return make_loader(
+        split_dir(config, split),
+        list(data.modalities),
+        batch_size,
+        frames=data.frames,
+        size=data.size,
+        crop_scale=(1.0, 1.0),
+        shuffle_buffer=0,
+        shardshuffle=False,
+        split_by_node=False,
+        external=config.model.text_encoder == "external",
+    )

@@ -82,7 +82,7 @@ class EMA:
         if name not in self.partitioned:
             return full
         size = like.numel()
-        piece = full.reshape(-1)[size * dist.get_rank():][:size]
+        piece = full.reshape(-1)[size * dist.get_rank() :][:size]
         return torch.cat([piece.to(like), like.new_zeros(size - piece.numel())])
 
     @torch.no_grad()
@@ -106,7 +106,8 @@ class EMA:
 
     @torch.no_grad()
     def _write(self, model: nn.Module, values: dict[str, torch.Tensor]) -> None:
-        """Put ``values`` (this rank's part of each tensor) into the model, whole copies included (collective under ZeRO-3)."""
+        """Put ``values`` (this rank's part of each tensor) into the model, whole copies included
+        (collective under ZeRO-3)."""
         for name, local, whole in self._targets(model):
             local.copy_(values[name])
             if whole is not None:

@@ -21,7 +21,6 @@ from abc import ABC, abstractmethod
 from contextlib import nullcontext
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from unity.config.validate import check_launch
@@ -57,8 +56,10 @@ def decay_split(model: nn.Module) -> tuple[dict[str, nn.Parameter], dict[str, nn
 def build_optimizer(model: nn.Module, optim, fused: bool = False) -> torch.optim.AdamW:
     """AdamW at ``optim.lr`` with ``optim.weight_decay`` on the decayed group of :func:`decay_split`."""
     decay, no_decay = decay_split(model)
-    groups = [{"params": list(decay.values()), "weight_decay": optim.weight_decay},
-              {"params": list(no_decay.values()), "weight_decay": 0.0}]
+    groups = [
+        {"params": list(decay.values()), "weight_decay": optim.weight_decay},
+        {"params": list(no_decay.values()), "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, fused=fused)
 
 

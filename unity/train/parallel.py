@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
+
 def data_parallel_rank(rank: int, world_size: int, sequence_parallel: int) -> tuple[int, int]:
     """(data-parallel rank, data-parallel size): ranks ``k·P … k·P + P − 1`` form group ``k``, one data rank."""
     return rank // sequence_parallel, world_size // sequence_parallel

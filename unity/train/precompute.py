@@ -58,8 +58,10 @@ def precompute_sample(members: dict[str, bytes], codec: Codec, encoder: TextEnco
     names = meta["modalities"]
     videos = np.stack([decode_video(members[video_member(name, meta["ext"])]) for name in names])  # [S,T,H,W,3]
     if videos.shape[1:4] != (meta["frames"], meta["height"], meta["width"]):
-        raise ValueError(f"decoded streams are {videos.shape[1:4]} (T, H, W) but the json says "
-                         f"{(meta['frames'], meta['height'], meta['width'])}")
+        raise ValueError(
+            f"decoded streams are {videos.shape[1:4]} (T, H, W) but the json says "
+            f"{(meta['frames'], meta['height'], meta['width'])}"
+        )
     latents = codec.encode(torch.from_numpy(videos))  # [S, C, T', H', W']
     sample = {**members, "json": {**meta, "precomputed": {**info, "latent_shape": list(latents.shape[1:])}}}
     for name, latent in zip(names, latents):
@@ -72,24 +74,39 @@ def precompute_sample(members: dict[str, bytes], codec: Codec, encoder: TextEnco
     return sample
 
 
-def precompute(data: str, out: str, config: ModelConfig, device: str | torch.device | None = None,
-               dtype: torch.dtype | None = None, seed: int = 0, progress: bool = True) -> dict:
+def precompute(
+    data: str,
+    out: str,
+    config: ModelConfig,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Write ``data``'s samples with their latents and text embeddings as new shards in ``out``.
 
     A sample that cannot be read or encoded is skipped with a warning; ``dataset.json`` counts them.
     ``seed`` fixes the weights of a builtin text encoder. Returns the new ``dataset.json``.
     """
     if config.text_encoder == "precomputed":
-        raise ValueError("precompute needs a text encoder that reads strings: set model.text_encoder=hf "
-                         "(with model.text_path) or builtin")
+        raise ValueError(
+            "precompute needs a text encoder that reads strings: set model.text_encoder=hf "
+            "(with model.text_path) or builtin"
+        )
     paths, total, writer = derived_set(data, out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     codec = build_codec(config, device, dtype)
     torch.manual_seed(seed)
     encoder = build_text_encoder(config, device, dtype).eval()
-    info = {"codec": config.codec, "codec_path": config.codec_path, "text_encoder": config.text_encoder,
-            "text_path": config.text_path, "text_dim": encoder.dim,
-            "latent_dtype": LATENT_DTYPE, "text_dtype": TEXT_DTYPE}
+    info = {
+        "codec": config.codec,
+        "codec_path": config.codec_path,
+        "text_encoder": config.text_encoder,
+        "text_path": config.text_path,
+        "text_dim": encoder.dim,
+        "latent_dtype": LATENT_DTYPE,
+        "text_dtype": TEXT_DTYPE,
+    }
     writer.info["precomputed"] = info
     skipped = 0
     bar = tqdm(total=total, desc="precompute", unit="clip", disable=not progress)

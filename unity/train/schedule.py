@@ -32,6 +32,11 @@ def lr_factor(step: int, *, warmup_steps: int, max_steps: int, schedule: str, mi
 
 def build_scheduler(optimizer: Optimizer, schedule, max_steps: int) -> LambdaLR:
     """``LambdaLR`` over ``optimizer`` following the ``schedule`` section over a run of ``max_steps``."""
-    factor = partial(lr_factor, warmup_steps=schedule.warmup_steps, max_steps=max_steps,
-                     schedule=schedule.kind, min_lr_ratio=schedule.min_lr_ratio)
+    factor = partial(
+        lr_factor,
+        warmup_steps=schedule.warmup_steps,
+        max_steps=max_steps,
+        schedule=schedule.kind,
+        min_lr_ratio=schedule.min_lr_ratio,
+    )
     return LambdaLR(optimizer, factor)

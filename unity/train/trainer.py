@@ -69,8 +69,13 @@ class Trainer:
         # Every rank validates and evaluates (ZeRO-3 needs all ranks in each forward); the main rank reports.
         routing = config.routing
         routes_sentences = routing.tasks.sentence > 0 or any(s.tasks.sentence > 0 for s in routing.curriculum)
-        self.validator = Validator(fixed_loader(config, "val", config.data.batch_size), config.data.modalities,
-                                   self.codec, seed=config.run.seed, sentences=routes_sentences)
+        self.validator = Validator(
+            fixed_loader(config, "val", config.data.batch_size),
+            config.data.modalities,
+            self.codec,
+            seed=config.run.seed,
+            sentences=routes_sentences,
+        )
         self.metrics = MetricsLogger(self.run_dir, enabled=self.engine.is_main)
         self._throughput_constants()
         self.step, self.state = 0, {}
@@ -78,14 +83,22 @@ class Trainer:
             checkpoint.save_run_config(self.run_dir, config)
 
     def _throughput_constants(self) -> None:
-        """Tokens and model FLOPs per training sample (3x forward: MFU leaves activation recompute out) and the device peak."""
+        """Tokens and model FLOPs per training sample (3x forward: MFU leaves activation recompute out)
+        and the device peak."""
         data, model = self.config.data, OmegaConf.to_object(self.config.model)
         ct = self.codec.temporal
         grid = latent_grid(data.frames, data.size, data.size, (ct, self.codec.spatial, self.codec.spatial))
         streams = 2 if data.modalities else 1  # rgb and the routed modality; rgb alone for text-to-video
         self.tokens_per_sample = streams * tokens_per_stream(model, grid)
-        forward = forward_flops(model, self.codec.channels, self.text.dim, grid, streams=streams,
-                                caption_tokens=model.text_max_tokens, prompt_tokens=model.text_max_tokens)["total"]
+        forward = forward_flops(
+            model,
+            self.codec.channels,
+            self.text.dim,
+            grid,
+            streams=streams,
+            caption_tokens=model.text_max_tokens,
+            prompt_tokens=model.text_max_tokens,
+        )["total"]
         self.flops_per_sample = 3 * forward
         self.peak = peak_tflops(self.device, self.config.train.peak_tflops) * 1e12
         self.t_shift = training_shift(self.config.flow, model, self.codec, data.frames, data.size)
@@ -93,14 +106,27 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> None:
-        state = {"step": self.step, "loader": self.loader.state_dict(), "generator": self.generator.get_state().tolist(),
-                 "rng": checkpoint.rng_state(), "config_hash": self._config_hash(), **self.state}
+        state = {
+            "step": self.step,
+            "loader": self.loader.state_dict(),
+            "generator": self.generator.get_state().tolist(),
+            "rng": checkpoint.rng_state(),
+            "config_hash": self._config_hash(),
+            **self.state,
+        }
         weights = self.engine.state_dict_consolidated()
         if self.lora:  # the base is train.init_from's: only the adapters are this run's
             weights = adapter_state(weights)
-        checkpoint.save_checkpoint(self.run_dir, self.step, weights, self.ema.state_dict() if self.ema else None,
-                                   state, save_engine=self.engine.save_state, names=self.weight_names,
-                                   keep_last=self.config.checkpoint.keep_last)
+        checkpoint.save_checkpoint(
+            self.run_dir,
+            self.step,
+            weights,
+            self.ema.state_dict() if self.ema else None,
+            state,
+            save_engine=self.engine.save_state,
+            names=self.weight_names,
+            keep_last=self.config.checkpoint.keep_last,
+        )
 
     def _config_hash(self) -> str:
         """Hash of the config, leaving out what a resume may legitimately change."""
@@ -161,11 +187,13 @@ class Trainer:
                 text_inputs = {"captions": group_captions, "prompts": group["prompts"], "features": features}
             else:
                 with torch.no_grad():
-                    text_inputs = encode_conditioning(self.text, group_captions, group["prompts"], x_t.shape[1],
-                                                      self.device, features)
+                    text_inputs = encode_conditioning(
+                        self.text, group_captions, group["prompts"], x_t.shape[1], self.device, features
+                    )
             with self.engine.dtype_context():
-                v = self.engine.module(x_t, group["modality"].to(self.device), t_streams, layout=group["layout"],
-                                       **text_inputs)
+                v = self.engine.module(
+                    x_t, group["modality"].to(self.device), t_streams, layout=group["layout"], **text_inputs
+                )
             per_sample = per_sample.index_put((index,), flow_matching_loss(v.float(), target, noised))
         loss = per_sample.mean()
         finite = bool(torch.isfinite(loss))
@@ -176,8 +204,13 @@ class Trainer:
         for route, value in zip(routes, per_sample.detach().tolist()):
             by_route[f"loss/{route.task}"].append(value)
             by_route[f"loss/{route.task}/{route.modality}"].append(value)
-        return {"loss": loss.item(), "skipped_samples": batch["skipped"], "finite": finite, "info": info,
-                **{k: sum(v) / len(v) for k, v in by_route.items()}}
+        return {
+            "loss": loss.item(),
+            "skipped_samples": batch["skipped"],
+            "finite": finite,
+            "info": info,
+            **{k: sum(v) / len(v) for k, v in by_route.items()},
+        }
 
     def train_step(self, batches) -> tuple[dict, list[str]]:
         """One optimizer step over ``train.grad_accum`` micro-batches; returns its metrics and sample keys."""
@@ -200,7 +233,9 @@ class Trainer:
 
     def validate(self) -> dict:
         model = self.engine.model
-        return self.validator(model.dit, (model.text if model.text is not None else self.text), self.device, self.engine.dtype_context)
+        return self.validator(
+            model.dit, (model.text if model.text is not None else self.text), self.device, self.engine.dtype_context
+        )
 
     # ------------------------------------------------------------------ the loop
 
@@ -214,8 +249,14 @@ class Trainer:
             self.metrics.log(0, values)
             if self.config.checkpoint.keep_initial:
                 self.save()  # the untrained weights: evaluation's step-0 reference
-        bar = tqdm(total=train.max_steps, initial=self.step, desc="train", unit="step",
-                   disable=not self.engine.is_main, dynamic_ncols=True)
+        bar = tqdm(
+            total=train.max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not self.engine.is_main,
+            dynamic_ncols=True,
+        )
         batches, bad_in_row, window = iter(self.loader), 0, []
         last = time.perf_counter()
         while self.step < train.max_steps:
@@ -227,19 +268,25 @@ class Trainer:
             last = now
             window = window[-20:]
             samples_per_s = sum(s for s, _ in window) / sum(d for _, d in window)
-            speed = {"samples_per_s": samples_per_s, "tokens_per_s": samples_per_s * self.tokens_per_sample,
-                     "mfu": samples_per_s * self.flops_per_sample / (self.peak * self.engine.world_size)}
+            speed = {
+                "samples_per_s": samples_per_s,
+                "tokens_per_s": samples_per_s * self.tokens_per_sample,
+                "mfu": samples_per_s * self.flops_per_sample / (self.peak * self.engine.world_size),
+            }
             bar.update()
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{speed['samples_per_s']:.1f}",
-                            mfu=f"{speed['mfu']:.1%}")
+            bar.set_postfix(
+                loss=f"{metrics['loss']:.4f}", samples_s=f"{speed['samples_per_s']:.1f}", mfu=f"{speed['mfu']:.1%}"
+            )
             if self.step % train.log_every == 0 or self.step == train.max_steps:
                 all_keys = gather_keys(keys, self.engine.sequence_parallel)  # collective: all ranks log together
                 self.metrics.log(self.step, {**metrics, **speed, "bad_steps_in_row": bad_in_row, "keys": all_keys})
             if bad_in_row >= train.max_bad_steps:
                 self.save()
-                raise RuntimeError(f"{bad_in_row} steps in a row had a non-finite loss or gradient (up to step "
-                                   f"{self.step}); a checkpoint was saved in {self.run_dir}/checkpoints. Lower "
-                                   "train.lr, check the data, or raise train.max_bad_steps")
+                raise RuntimeError(
+                    f"{bad_in_row} steps in a row had a non-finite loss or gradient (up to step "
+                    f"{self.step}); a checkpoint was saved in {self.run_dir}/checkpoints. Lower "
+                    "train.lr, check the data, or raise train.max_bad_steps"
+                )
             if self.step % train.eval_every == 0 or self.step == train.max_steps:
                 values = self.validate()
                 self.state["val_loss_last"] = values.get("val/loss")

@@ -38,12 +38,17 @@ class Validator:
         losses = defaultdict(list)
         for b, batch in enumerate(self.batches):
             n = len(batch["key"])
-            pairs = itertools.product(enumerate(self.tasks), enumerate(self.modalities)) if self.modalities else [((9, T2V), (0, "rgb"))]
+            pairs = (
+                itertools.product(enumerate(self.tasks), enumerate(self.modalities))
+                if self.modalities
+                else [((9, T2V), (0, "rgb"))]
+            )
             for (ti, task), (mi, modality) in pairs:
                 streams = assemble(batch, [Route(task, modality)] * n)
                 x0 = encode_streams(self.codec, streams["x0"], device)  # [B, S, C, T, H, W]
-                cond = encode_conditioning(text, batch["caption"], streams["prompts"], x0.shape[1], device,
-                                           batch.get("external"))
+                cond = encode_conditioning(
+                    text, batch["caption"], streams["prompts"], x0.shape[1], device, batch.get("external")
+                )
                 for k, t_value in enumerate(T_GRID):
                     generator = torch.Generator().manual_seed(self.seed + 1000 * b + 100 * ti + 10 * mi + k)
                     noise = torch.randn(x0.shape, generator=generator).to(device)
@@ -52,12 +57,15 @@ class Validator:
                     x_t, t_streams, target = noise_streams(x0, noised, t, noise)
                     with autocast():
                         v = dit(x_t, streams["modality"].to(device), t_streams, **cond, layout=streams["layout"])
-                    losses[f"val/loss/{task}/{modality}"].append(flow_matching_loss(v.float(), target, noised).mean().item())
+                    losses[f"val/loss/{task}/{modality}"].append(
+                        flow_matching_loss(v.float(), target, noised).mean().item()
+                    )
                     if task == "joint":
                         rgb_only = torch.zeros_like(noised)
                         rgb_only[:, 0] = True
                         losses[f"val/loss/joint_rgb/{modality}"].append(
-                            flow_matching_loss(v.float(), target, rgb_only).mean().item())
+                            flow_matching_loss(v.float(), target, rgb_only).mean().item()
+                        )
         dit.train(was_training)
         result = {name: sum(v) / len(v) for name, v in losses.items()}
         main = [v for name, v in result.items() if not name.startswith("val/loss/joint_rgb/")]
