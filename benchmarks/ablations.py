@@ -1,11 +1,14 @@
 """The paper's ablations as a command: ``python benchmarks/ablations.py --sweep configs/sweeps/<x>.yaml``.
 
-A sweep file names a base config, overrides shared by every variant, and the variants (each a list of
-``key=value`` overrides). Every variant trains with ``python train.py`` on the same data, seeds and
-step budget, then is evaluated with ``python -m eval.unibench`` on the test split; the per-task
-validation-loss curves come from its ``metrics.jsonl``. Writes ``<out>/<sweep>/table.md`` (a
-paper-style table), ``convergence.png`` (validation loss against step, one line per variant) and
-``summary.json``, and with ``--record`` adds the table to the Ablations section of ``benchmarks/RESULTS.md``.
+A sweep file names a base config, overrides shared by every variant, the variants (each a list of
+``key=value`` overrides) and the table's columns (``benchmarks/ablation_stats.py``). Every variant
+trains with ``python train.py`` once per seed (``run.seed``; ``--seeds``, default 0 1 2) on the same
+data and step budget, then is evaluated with ``python -m eval.unibench`` on the test split (the
+modalities its columns name). Writes ``<out>/<sweep>/table.md`` (mean ± std over seeds, bold only
+where a row is better by more than the spread), ``convergence.png`` (text-to-video rgb validation loss
+against optimizer steps and against rgb-task steps, one line per variant, the mean over seeds) and
+``summary.json`` (every run), and with ``--record`` adds the table to the Ablations section of
+``benchmarks/RESULTS.md``.
 
 Sweep file::
 
@@ -29,50 +32,19 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.ablation_stats import COLUMNS, column_modalities, mean_curve, run_curves, table, task_means  # noqa: E402
 from benchmarks.plot import line_plot  # noqa: E402
 from benchmarks.record import record_section  # noqa: E402
 
-# Column name -> (label, path into the variant's summary, higher is better).
-COLUMNS = {
-    "val/loss": ("val loss", ("val", "val/loss"), False),
-    "val/loss/cond": ("val loss cond", ("val", "val/loss/cond"), False),
-    "val/loss/est": ("val loss est", ("val", "val/loss/est"), False),
-    "val/loss/joint": ("val loss joint", ("val", "val/loss/joint"), False),
-    "val/loss/rgb": ("val loss rgb", ("val", "val/loss/rgb"), False),
-    "est.depth.abs_rel": ("depth AbsRel", ("unibench", "estimation", "depth", "model", "abs_rel"), False),
-    "est.flow.epe": ("flow EPE", ("unibench", "estimation", "flow", "model", "epe"), False),
-    "est.seg.miou": ("seg mIoU", ("unibench", "estimation", "seg", "model", "miou"), True),
-    "est.densepose.part_miou": (
-        "DensePose part mIoU",
-        ("unibench", "estimation", "densepose", "model", "part_miou"),
-        True,
-    ),
-    "gen.depth.abs_rel": (
-        "depth→rgb fidelity AbsRel",
-        ("unibench", "generation", "depth", "model", "fidelity", "abs_rel"),
-        False,
-    ),
-    "joint.depth.abs_rel": (
-        "joint depth consistency AbsRel",
-        ("unibench", "joint", "depth", "consistency", "abs_rel"),
-        False,
-    ),
-    "gen.depth.flickering": (
-        "depth→rgb flickering",
-        ("unibench", "generation", "depth", "model", "vbench", "temporal_flickering", "value"),
-        True,
-    ),
-    "rgb.flickering": ("rgb flickering", ("rgb_quality", "temporal_flickering", "value"), True),
-    "rgb.motion": ("rgb motion smoothness (proxy)", ("rgb_quality", "motion_smoothness_linear_proxy", "value"), True),
-    "rgb.dynamic": ("rgb dynamic degree", ("rgb_quality", "dynamic_degree", "value"), True),
-    "minutes": ("minutes", ("minutes",), False),
-}
+DEFAULT_COLUMNS = ["val/loss", "val/loss/cond", "val/loss/est", "val/loss/joint", "est.depth.abs_rel"]
+CURVE = "val/loss/t2v/rgb"  # the convergence plot's metric: the same task for every variant
 
 
 def load_sweep(path: str) -> dict:
@@ -94,48 +66,9 @@ def run(args: list[str], log: Path) -> None:
         raise RuntimeError(f"`{' '.join(args)}` failed (exit {result.returncode}); see {log}")
 
 
-def val_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """``{metric: [(step, value), ...]}`` of every validation record in the run's metrics.jsonl."""
-    curves: dict[str, list] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        for key, value in record.items():
-            if key.startswith("val/loss"):
-                curves.setdefault(key, []).append((record["step"], value))
-    return curves
-
-
-def task_means(last: dict[str, float]) -> dict[str, float]:
-    """``val/loss/<task>``: the mean over modalities of ``val/loss/<task>/<modality>``, the overall mean,
-    and ``val/loss/rgb``: the rgb stream's loss when generated from text (text-to-video, or joint)."""
-    out = {"val/loss": last["val/loss"]}
-    for task in ("cond", "est", "joint", "t2v", "joint_rgb"):
-        values = [v for k, v in last.items() if k.startswith(f"val/loss/{task}/")]
-        if values:
-            out[f"val/loss/{task}"] = float(np.mean(values))
-    out["val/loss/rgb"] = out.get("val/loss/t2v", out.get("val/loss/joint_rgb"))
-    return out
-
-
-def rgb_quality(unibench: dict) -> dict:
-    """VBench-style dimensions of the RGB a variant generates from text its own way: joint generation
-    with its first modality, or text-to-video for a run without auxiliary modalities."""
-    joint = unibench.get("joint", {})
-    return next(iter(joint.values()))["vbench"] if joint else unibench["t2v"]["vbench"]
-
-
-def lookup(summary: dict, path: tuple) -> float | None:
-    value = summary
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value if isinstance(value, (int, float)) else None
-
-
-def run_variant(sweep: dict, name: str, overrides: list[str], out: Path, args) -> dict:
-    """Train and evaluate one variant (skipped when its summary exists and --resume); returns its summary."""
-    folder = out / name.replace(" ", "_")
+def run_variant(sweep: dict, name: str, overrides: list[str], seed: int, out: Path, args) -> dict:
+    """Train and evaluate one variant with one seed (skipped when its summary exists and --resume)."""
+    folder = out / f"{name.replace(' ', '_')}_seed{seed}"
     summary_path = folder / "summary.json"
     if args.resume and summary_path.is_file():
         return json.loads(summary_path.read_text())
@@ -150,11 +83,16 @@ def run_variant(sweep: dict, name: str, overrides: list[str], out: Path, args) -
         *overrides,
         f"run.dir={out}",
         f"run.name={folder.name}",
+        f"run.seed={seed}",
         "train.resume=never",
+        "train.log_every=1",  # every step's task counts, for the rgb-task steps of the convergence plot
     ]
     if args.budget:
         train.append(f"train.max_steps={args.budget}")
     run(train, folder / "train.log")
+    config = OmegaConf.load(folder / "config.yaml")
+    trained = list(config.data.modalities)
+    wanted = [m for m in column_modalities(sweep.get("columns", DEFAULT_COLUMNS)) if m in trained]
     unibench = [
         sys.executable,
         "-m",
@@ -169,41 +107,39 @@ def run_variant(sweep: dict, name: str, overrides: list[str], out: Path, args) -
         str(args.clips),
         "--steps",
         str(args.steps),
+        "--seed",
+        str(seed),
     ]
+    if args.vbench_weights:  # VBench's model-based dimensions (t2v.aesthetic, ...): eval/vbench_files.py
+        unibench += ["--weights", args.vbench_weights]
+    if trained:  # a run with auxiliary modalities: those the columns need (none: text to video alone)
+        unibench += ["--modalities", *wanted] if wanted else ["--modalities"]
     run(unibench, folder / "unibench.log")
-    curves = val_curves(folder)
-    last = {key: points[-1][1] for key, points in curves.items()}
-    unibench = json.loads((folder / "unibench" / "results.json").read_text())["splits"]["test"]
+    curves = run_curves(folder, int(config.data.batch_size))
+    last = {key: points[-1][1] for key, points in curves["val"].items()}
     summary = {
         "variant": name,
+        "seed": seed,
         "overrides": overrides,
         "minutes": (time.perf_counter() - start) / 60,
         "val": task_means(last),
-        "curve": curves["val/loss"],
-        "unibench": unibench,
-        "rgb_quality": rgb_quality(unibench),
+        "curves": curves,
+        "unibench": json.loads((folder / "unibench" / "results.json").read_text())["splits"]["test"],
     }
     summary_path.write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def table(sweep: dict, summaries: list[dict]) -> str:
-    """A Markdown table: one row per variant, the sweep's columns, the best value of each column in bold."""
-    columns = sweep.get("columns", ["val/loss", "val/loss/cond", "val/loss/est", "val/loss/joint", "est.depth.abs_rel"])
-    columns = [*columns, "minutes"] if "minutes" not in columns else columns
-    values = [[lookup(s, COLUMNS[c][1]) for c in columns] for s in summaries]
-    best = []
-    for j, c in enumerate(columns):
-        present = [row[j] for row in values if row[j] is not None]
-        best.append(None if c == "minutes" or not present else (max if COLUMNS[c][2] else min)(present))
-    lines = [
-        "| variant | " + " | ".join(f"{COLUMNS[c][0]} {'↑' if COLUMNS[c][2] else '↓'}" for c in columns) + " |",
-        "| --- |" + " ---: |" * len(columns),
-    ]
-    for summary, row in zip(summaries, values):
-        cells = ["n/a" if v is None else (f"**{v:.4f}**" if v == b else f"{v:.4f}") for v, b in zip(row, best)]
-        lines.append(f"| {summary['variant']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def convergence_plot(variants: dict[str, list[dict]], path: Path, title: str) -> None:
+    """Two panels side by side: the mean t2v rgb validation loss against steps and against rgb-task steps."""
+    panels = []
+    for x, label in (("step", "optimizer step"), ("rgb_steps", "rgb-task steps (samples with rgb noised / batch)")):
+        series = {name: mean_curve(runs, CURVE, x) for name, runs in variants.items()}
+        panel = path.with_name(f"{path.stem}_{x}.png")
+        panels.append(line_plot(series, panel, title=title, xlabel=label, ylabel="val loss t2v rgb", log_y=True))
+        panel.unlink()
+    if not cv2.imwrite(str(path), np.concatenate(panels, axis=1)[..., ::-1]):
+        raise ValueError(f"could not write {path}")
 
 
 def main(argv=None) -> int:
@@ -212,11 +148,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--budget", type=int, default=None, help="train.max_steps of every variant (default: the sweep's)"
     )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run.seed values (>= 3 for spreads)")
     parser.add_argument("--clips", type=int, default=8, help="test clips for eval.unibench")
     parser.add_argument("--steps", type=int, default=10, help="sampler steps for generation in eval.unibench")
+    parser.add_argument("--vbench-weights", default=None, help="eval.unibench --weights: VBench's networks' files")
     parser.add_argument("--out", default="runs/ablations", help="parent folder of the sweep's runs")
     parser.add_argument("--only", nargs="+", default=None, help="run these variants only")
-    parser.add_argument("--resume", action="store_true", help="reuse variants that already have a summary.json")
+    parser.add_argument("--resume", action="store_true", help="reuse runs that already have a summary.json")
     parser.add_argument("--record", action="store_true", help="add the table to its section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     try:
@@ -226,25 +164,18 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out) / sweep["name"]
     variants = {k: v for k, v in sweep["variants"].items() if not args.only or k in args.only}
-    summaries = []
-    for i, (name, overrides) in enumerate(variants.items()):
-        print(f"[{i + 1}/{len(variants)}] {name}: {' '.join(overrides) or '(base)'}", flush=True)
-        summaries.append(run_variant(sweep, name, list(overrides), out, args))
-        print(
-            f"    done in {summaries[-1]['minutes']:.1f} min, val loss {summaries[-1]['val']['val/loss']:.4f}",
-            flush=True,
-        )
-    text = table(sweep, summaries)
-    line_plot(
-        {s["variant"]: s["curve"] for s in summaries},
-        out / "convergence.png",
-        title=f"{sweep['name']}: validation loss",
-        xlabel="step",
-        ylabel="val loss",
-        log_y=True,
-    )
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    jobs = [(name, seed) for seed in args.seeds for name in variants]  # seed-major: every variant early
+    for i, (name, seed) in enumerate(jobs):
+        overrides = list(variants[name])
+        print(f"[{i + 1}/{len(jobs)}] {name}, seed {seed}: {' '.join(overrides) or '(base)'}", flush=True)
+        runs[name].append(run_variant(sweep, name, overrides, seed, out, args))
+        done = runs[name][-1]
+        print(f"    done in {done['minutes']:.1f} min, val loss {done['val']['val/loss']:.4f}", flush=True)
+    text = table(sweep.get("columns", DEFAULT_COLUMNS), runs)
+    convergence_plot(runs, out / "convergence.png", f"{sweep['name']}: text-to-video rgb validation loss")
     (out / "table.md").write_text(text + "\n")
-    (out / "summary.json").write_text(json.dumps(summaries, indent=2))
+    (out / "summary.json").write_text(json.dumps(runs, indent=2))
     print(text)
     if args.record:  # the plot is kept beside RESULTS.md, since runs/ is not part of the repository
         figure = ROOT / "benchmarks" / "figures" / f"{sweep['name']}_convergence.png"

@@ -12,23 +12,31 @@ folder, or ``--keep DIR`` to reuse them between runs), then measures, for each f
 (``all``: rgb and every modality, what training loads by default; ``rgb``: rgb only):
 
 - ``raw``: ``cv2.VideoCapture`` on the in-memory bytes of the same members, every frame read, in this
-  process: what one worker could decode at best;
+  process (what one worker could decode at best) and, for every worker count of 2 or more, in as many
+  processes at once, each decoding its share (what that many workers could decode at best);
 - ``loader``: ``make_loader`` batches (resampled shards, a random ``--frames`` window, a random crop
-  resized to ``--size``, floats in [-1, 1]) with 0 (in-process), 1, 2 ... DataLoader workers. Each
-  worker's first batch (process start, shuffle-buffer fill) is discarded; the rate is over the next
-  ``--batches`` batches. Per worker = clips/s / max(1, workers).
+  resized to ``--size``, uint8 as the trainer receives them) with 0 (in-process), 1, 2 ... DataLoader
+  workers. Each worker's first batch (process start, shuffle-buffer fill) is discarded; the rate is over
+  the next ``--batches`` batches. Per worker = clips/s / max(1, workers).
+
+``vs raw`` compares the loader with ``w`` workers against raw decoding in ``max(1, w)`` processes, side by
+side in the same rounds, so that both compete for the same cores; ``cpu vs raw`` compares CPU time per
+clip, which a machine shared with other jobs disturbs least.
 
 Variants are interleaved within each round and the rounds repeated; figures are medians over rounds,
 so a machine shared with other jobs slows all variants alike. ``cpu_ms_per_clip`` is the CPU time of
-this process and its (joined) workers per clip, startup included. Thread pools are pinned to one
-thread, so one worker is one core.
+this process and its workers per clip once started: the CPU of the run (workers joined) less that of a
+run of its warm batches alone, per extra clip, which leaves out worker start-up and is what a shared
+machine disturbs least (``cpu_ms_per_clip_with_startup`` in the JSON keeps it in). Thread pools are
+pinned to one thread, so one worker is one core.
 
 A training step consumes clips at ``peak * mfu / (3 * forward FLOPs)`` samples/s per GPU, the forward
 FLOPs from ``models.flops`` for ``--model-config`` on two streams of the benchmark's clip in latents of
 ``--channels`` channels at ``--compression`` and ``model.text_max_tokens`` text tokens (MFU counts model
 FLOPs, so the recomputation of ``grad_checkpointing`` is not in the 3). The loader of one node (``--gpus`` x
-``--workers-per-gpu`` workers at the per-worker rate measured with ``--scale-workers`` workers; and, for a
-machine shared with other jobs, at the rate its CPU time per clip gives one core) is compared with that demand.
+``--workers-per-gpu`` workers at the per-worker rate measured with ``--scale-workers`` workers, by default the
+most measured, since workers share the memory bandwidth and the main process; and, for a machine shared with
+other jobs, at the rate its CPU time per clip gives one core) is compared with that demand.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
@@ -63,7 +72,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from data_pipeline.loader import find_shards, make_loader  # noqa: E402
 from data_pipeline.modalities import MODALITIES  # noqa: E402
-from data_pipeline.schema import video_member  # noqa: E402
+from data_pipeline.schema import stream_member, video_member  # noqa: E402
 from data_pipeline.synthetic.build import build_synthetic  # noqa: E402
 from data_pipeline.video_io import decode_video, encode_video  # noqa: E402
 from data_pipeline.writer import ShardWriter  # noqa: E402
@@ -108,12 +117,12 @@ def reencode_mp4(source: str, out: str, shard_size: int) -> dict:
                 meta = json.loads(members["json"])
                 sample = {name: data for name, data in members.items() if name.endswith(".npy")}
                 for name in meta["modalities"]:
-                    frames = decode_video(members[video_member(name, meta["ext"])])
+                    frames = decode_video(members[stream_member(meta, name)])
                     data = encode_video(frames, "mp4", meta["fps"])
                     if decode_video(data).shape != frames.shape:
                         raise RuntimeError(f"{key}.{name}.mp4 does not decode to the {frames.shape} it was made of")
                     sample[video_member(name, "mp4")] = data
-                sample["json"] = {**meta, "ext": "mp4"}
+                sample["json"] = {**{k: v for k, v in meta.items() if k != "exts"}, "ext": "mp4"}
                 writer.write(sample)
     return writer.dataset
 
@@ -169,15 +178,46 @@ def raw_decode(data: bytes) -> int:
     return count
 
 
-def measure_raw(samples: list[dict[str, bytes]], ext: str, streams: list[str], clips: int) -> tuple:
-    cpu, start = _cpu(), time.perf_counter()
-    for i in range(clips):
+def _decode_clips(samples: list[dict[str, bytes]], ext: str, streams: list[str], indices) -> None:
+    for i in indices:
         members = samples[i % len(samples)]
         for name in streams:
             if raw_decode(members[video_member(name, ext)]) == 0:
                 raise RuntimeError(f"{name}.{ext} did not decode")
+
+
+def _raw_process(samples, ext, streams, indices, ready, results) -> None:
+    """One raw-decoding process: wait until every process is up, decode its share, report its CPU seconds."""
+    ready.wait()
+    cpu = time.process_time()
+    _decode_clips(samples, ext, streams, indices)
+    results.put(time.process_time() - cpu)
+
+
+def measure_raw(samples: list[dict[str, bytes]], ext: str, streams: list[str], clips: int, processes: int = 1) -> tuple:
+    """Raw decoding of ``clips`` clips in this process, or shared by ``processes`` forked processes at once
+    (timed from the moment all of them are up to the last one's end)."""
+    if processes == 1:
+        cpu, start = _cpu(), time.perf_counter()
+        _decode_clips(samples, ext, streams, range(clips))
+        return clips / (time.perf_counter() - start), _cpu() - cpu, clips, 0.0
+    context = multiprocessing.get_context("fork")  # the children inherit the samples: nothing is copied
+    ready, results = context.Barrier(processes + 1), context.Queue()
+    shares = [range(p, clips, processes) for p in range(processes)]
+    children = [
+        context.Process(target=_raw_process, args=(samples, ext, streams, share, ready, results)) for share in shares
+    ]
+    for child in children:
+        child.start()
+    ready.wait()
+    start = time.perf_counter()
+    cpu = sum(results.get(timeout=600) for _ in children)
     seconds = time.perf_counter() - start
-    return clips / seconds, _cpu() - cpu, clips, 0.0
+    for child in children:
+        child.join()
+        if child.exitcode:
+            raise RuntimeError(f"a raw-decoding process failed (exit code {child.exitcode})")
+    return clips / seconds, cpu, clips, 0.0
 
 
 def measure_loader(
@@ -206,13 +246,13 @@ def measure_loader(
     )
     cpu, start = _cpu(), time.perf_counter()
     clips = timed_clips = 0
-    startup = timed_from = None
+    startup = timed_from = seconds = None
     for i, batch in enumerate(loader):
         n = len(batch["key"])
         if batch["skipped"]:
             raise RuntimeError(f"the loader skipped {batch['skipped']} samples (see the warnings)")
-        if list(batch["rgb"].shape[2:]) != [frames, size, size]:
-            raise RuntimeError(f"unexpected batch shape {tuple(batch['rgb'].shape)}")
+        if list(batch["rgb"].shape[2:]) != [frames, size, size] or batch["rgb"].dtype != torch.uint8:
+            raise RuntimeError(f"unexpected batch {batch['rgb'].dtype} {tuple(batch['rgb'].shape)}")
         clips += n
         if i == 0:
             startup = time.perf_counter() - start
@@ -220,9 +260,17 @@ def measure_loader(
             timed_from = time.perf_counter()
         elif i >= warm:
             timed_clips += n
+        if i == warm + batches - 1:  # the last batch (the workers then shut down, outside the timing)
+            seconds = time.perf_counter() - timed_from
         del batch
-    seconds = time.perf_counter() - timed_from
-    return timed_clips / seconds, _cpu() - cpu, clips, startup
+    rate = timed_clips / seconds if batches else None
+    return rate, _cpu() - cpu, clips, startup  # the CPU time once the workers have ended
+
+
+def steady_cpu_per_clip(long: tuple, short: tuple) -> float:
+    """CPU seconds per clip of a loader once started: the extra CPU of a run over a run of its warm batches
+    alone, per extra clip (worker start-up, shuffle-buffer fill and shut-down cancel out)."""
+    return (long[1] - short[1]) / (long[2] - short[2])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,8 +356,8 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--scale-workers",
         type=int,
-        default=1,
-        help="scale the per-worker rate measured with this many workers (else the fewest measured)",
+        default=None,
+        help="scale the per-worker rate measured with this many workers (default and fallback: the most measured)",
     )
     parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
@@ -326,12 +374,14 @@ def main(argv=None) -> dict:
         roots = ensure_shards(folder, args.clips, args.frames, args.size, args.build_workers)
         samples = {ext: list(read_samples(roots[ext]).values()) for ext in args.formats}
 
+        processes = sorted({1, *(w for w in args.workers if w >= 2)})  # raw decoding side by side with w workers
         variants = [
-            (ext, streams, workers)
+            (ext, streams, kind, n)
             for ext in args.formats
             for streams in args.streams
-            for workers in [None, *args.workers]
-        ]  # None: raw decode
+            for kind, counts in (("raw", processes), ("loader", args.workers))
+            for n in counts
+        ]
         runs = {v: [] for v in variants}
         for r in range(args.rounds):
             for ext in args.formats:
@@ -339,47 +389,39 @@ def main(argv=None) -> dict:
                     group = [v for v in variants if v[:2] == (ext, streams)]
                     for v in group if r % 2 == 0 else group[::-1]:  # alternate the order within a group
                         names = STREAM_SETS[streams]
-                        if v[2] is None:
-                            runs[v].append(measure_raw(samples[ext], ext, names, clips_per_run))
+                        if v[2] == "raw":
+                            raw = measure_raw(samples[ext], ext, names, clips_per_run, v[3])
+                            runs[v].append((*raw, raw[1] / raw[2]))
                         else:
-                            runs[v].append(
-                                measure_loader(
-                                    roots[ext],
-                                    names,
-                                    v[2],
-                                    args.batches,
-                                    args.batch_size,
-                                    args.frames,
-                                    args.size,
-                                    args.shuffle_buffer,
-                                    seed=r,
-                                )
-                            )
+                            setup = (args.batch_size, args.frames, args.size, args.shuffle_buffer)
+                            long = measure_loader(roots[ext], names, v[3], args.batches, *setup, seed=r)
+                            short = measure_loader(roots[ext], names, v[3], 0, *setup, seed=r)
+                            runs[v].append((*long, steady_cpu_per_clip(long, short)))
             print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     results = []
-    for ext, streams, workers in variants:
-        measured = runs[(ext, streams, workers)]
+    for ext, streams, kind, n in variants:
+        measured = runs[(ext, streams, kind, n)]
         rate = statistics.median(m[0] for m in measured)
-        per_worker = rate / max(1, workers or 0)
         results.append(
             {
                 "format": ext,
                 "streams": streams,
                 "stream_names": STREAM_SETS[streams],
-                "variant": "raw" if workers is None else "loader",
-                "workers": workers,
+                "variant": kind,
+                "workers": None if (kind, n) == ("raw", 1) else n,  # raw: processes (None: this one)
                 "clips_per_s": rate,
-                "per_worker_clips_per_s": per_worker,
-                "cpu_ms_per_clip": 1e3 * statistics.median(m[1] / m[2] for m in measured),
-                "startup_s": None if workers is None else statistics.median(m[3] for m in measured),
+                "per_worker_clips_per_s": rate / max(1, n),
+                "cpu_ms_per_clip": 1e3 * statistics.median(m[4] for m in measured),  # steady state
+                "cpu_ms_per_clip_with_startup": 1e3 * statistics.median(m[1] / m[2] for m in measured),
+                "startup_s": None if kind == "raw" else statistics.median(m[3] for m in measured),
                 "rounds": [m[0] for m in measured],
             }
         )
-    raw = {(r["format"], r["streams"]): r for r in results if r["variant"] == "raw"}
-    for r in results:
-        base = raw[(r["format"], r["streams"])]
-        r["vs_raw"] = r["per_worker_clips_per_s"] / base["clips_per_s"]
+    raw = {(r["format"], r["streams"], r["workers"] or 1): r for r in results if r["variant"] == "raw"}
+    for r in results:  # against raw decoding in as many processes as the loader has workers (at least 1)
+        base = raw[(r["format"], r["streams"], max(1, r["workers"] or 1))]
+        r["vs_raw"] = r["clips_per_s"] / base["clips_per_s"]
         r["cpu_vs_raw"] = base["cpu_ms_per_clip"] / r["cpu_ms_per_clip"]
 
     demand = gpu_demand(
@@ -400,7 +442,7 @@ def main(argv=None) -> dict:
         if args.frames == 33 and args.channels == 16
         else None
     )
-    scale_workers = args.scale_workers if args.scale_workers in args.workers else min(args.workers)
+    scale_workers = args.scale_workers if args.scale_workers in args.workers else max(args.workers)
     node_workers = args.gpus * args.workers_per_gpu
     node = {
         "gpus": args.gpus,
@@ -410,7 +452,7 @@ def main(argv=None) -> dict:
         "rows": [],
     }
     for r in results:
-        if r["workers"] == scale_workers:
+        if r["variant"] == "loader" and r["workers"] == scale_workers:
             supply = r["per_worker_clips_per_s"] * node_workers
             # A worker with a core to itself: all the CPU time of the loader (workers and main process) per clip.
             per_core = 1e3 / r["cpu_ms_per_clip"]
@@ -444,7 +486,8 @@ def main(argv=None) -> dict:
 
     print(
         f"\n{args.frames}x{args.size}x{args.size} clips, batch {args.batch_size}, {clips_per_run} timed clips per "
-        f"run, median of {args.rounds} interleaved rounds, 1 thread per process"
+        f"run, median of {args.rounds} interleaved rounds, 1 thread per process; raw rows: decoding processes; "
+        "vs raw: against raw decoding in max(1, workers) processes"
     )
     columns = ("format", "streams", "variant", "workers", "clips/s", "/worker", "vs raw", "cpu ms/clip", "cpu vs raw")
     widths = (6, 7, 7, 7, 8, 8, 7, 11, 10)

@@ -1,13 +1,15 @@
 """The UniVid few-shot claim, measured: a base model against base + LoRA on held-out visual sentences.
 
-    python benchmarks/fewshot_sentences.py --base runs/tiny --adapted runs/univid_lora \
-        --data data/fewshot-8x32/test [--clips 32] [--steps 1] [--record]
+    python benchmarks/fewshot_sentences.py --base runs/tiny --adapted runs/univid_lora_s0 runs/univid_lora_s1 \
+        runs/univid_lora_s2 --data data/fewshot-8x32/test [--clips 32] [--steps 1] [--record]
 
 Each held-out clip ``i`` forms the sentence (rgb_j, depth_j, rgb_i) -> depth_i with its neighbour
 ``j = i + 1`` as the example pair; the generated B' is read back as relative disparity and scored
 with the DepthCrafter protocol (``eval.metrics.depth``). Rows: the base model on sentences (never
-trained on them), base + adapter, and for reference the base's own two-stream depth estimation and
-the mean training disparity map of the base's data.
+trained on them), base + adapter (the mean ± std over the adapters given, one per training seed),
+and for reference the base's own two-stream depth estimation and the mean training disparity map of
+the base's data. The adapter is called better than the base only where the difference exceeds the
+spread of its seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.ablation_stats import mean_std  # noqa: E402
 from benchmarks.record import record_section  # noqa: E402
 from data_pipeline.benchmark import load_clips, training_prior  # noqa: E402
 from data_pipeline.modalities import MODALITIES  # noqa: E402
@@ -70,10 +73,20 @@ def score(predictions, clips) -> dict:
     return mean_over_videos([depth_metrics(p, c.gt["depth"]) for p, c in zip(predictions, clips)])
 
 
+def verdict(base: dict, adapted: list[dict], metric: str, higher: bool) -> str:
+    """Whether the adapters beat the base on ``metric`` by more than the spread of their seeds."""
+    mean, std = mean_std([a[metric] for a in adapted])
+    gain = (mean - base[metric]) * (1 if higher else -1)
+    word = "better" if gain > std else ("worse" if -gain > std else "within the spread of the seeds")
+    return f"{metric}: {base[metric]:.4f} -> {mean:.4f} ± {std:.4f}, {word}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", required=True, help="the base run (or checkpoint)")
-    parser.add_argument("--adapted", required=True, help="the LoRA run trained on sentences from the base")
+    parser.add_argument(
+        "--adapted", required=True, nargs="+", help="LoRA runs trained on sentences from the base, one per seed"
+    )
     parser.add_argument("--data", required=True, help="held-out clips with depth ground truth")
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--steps", type=int, default=1, help="sampler steps (1 = the posterior-mean estimate)")
@@ -81,16 +94,31 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     clips = load_clips(args.data, args.clips)
     settings = SamplerSettings(steps=args.steps)
-    base, adapted = load_trained(args.base), load_trained(args.adapted)
+    base = load_trained(args.base)
+    adapted = [score(sentence_depth(load_trained(run), clips, settings), clips) for run in args.adapted]
     rows = {
-        "base, visual sentence (no adapter)": score(sentence_depth(base, clips, settings), clips),
-        "base + LoRA adapter, visual sentence": score(sentence_depth(adapted, clips, settings), clips),
-        "base, two-stream estimation (reference)": score(direct_depth(base, clips, settings), clips),
+        "base, visual sentence (no adapter)": [score(sentence_depth(base, clips, settings), clips)],
+        f"base + LoRA adapter, visual sentence ({len(adapted)} seeds)": adapted,
+        "base, two-stream estimation (reference)": [score(direct_depth(base, clips, settings), clips)],
     }
     prior = DEPTH.decode(training_prior(str(Path(base.config.data.root) / "train"), "depth"))
-    rows["mean training disparity map (reference)"] = score([prior] * len(clips), clips)
+    rows["mean training disparity map (reference)"] = [score([prior] * len(clips), clips)]
+
+    def cell(results: list[dict], metric: str) -> str:
+        mean, std = mean_std([r[metric] for r in results])
+        return f"{mean:.4f} ± {std:.4f}" if len(results) > 1 else f"{mean:.4f}"
+
     lines = ["| held-out sentences: depth of B' | AbsRel ↓ | δ1 ↑ |", "| --- | ---: | ---: |"]
-    lines += [f"| {name} | {r['abs_rel']:.4f} | {r['delta1']:.4f} |" for name, r in rows.items()]
+    lines += [f"| {name} | {cell(r, 'abs_rel')} | {cell(r, 'delta1')} |" for name, r in rows.items()]
+    base_sentence = rows["base, visual sentence (no adapter)"][0]
+    lines += [
+        "",
+        "Adapter vs base: "
+        + "; ".join(
+            verdict(base_sentence, adapted, metric, higher) for metric, higher in (("abs_rel", False), ("delta1", True))
+        )
+        + ".",
+    ]
     table = "\n".join(lines)
     print(table)
     if args.record:
@@ -99,7 +127,7 @@ def main(argv=None) -> int:
             "Few-shot visual sentences (UniVid)",
             table,
             argv,
-            f" ({len(clips)} held-out sentences; adapter: `{adapted.checkpoint}`)",
+            f" ({len(clips)} held-out sentences; adapters: {', '.join(f'`{a}`' for a in args.adapted)})",
         )
     return 0
 

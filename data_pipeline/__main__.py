@@ -1,4 +1,4 @@
-"""Command line of the data pipeline: ``python -m data_pipeline synth|check|preview|ingest|external ...``."""
+"""Command line of the data pipeline: ``python -m data_pipeline synth|check|preview|ingest|import|external ...``."""
 
 from __future__ import annotations
 
@@ -55,7 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--size", type=_size, default=256, help="N (short side, centre crop) or HxW")
     ingest.add_argument("--frames", type=int, default=16, help="frames per clip")
     ingest.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: --frames)")
-    ingest.add_argument("--ext", default="mp4", choices=("mp4", "mkv"), help="container of the stored clips")
+    ingest.add_argument("--ext", default="mp4", choices=("mp4", "mkv"), help="container of the RGB clips (mp4: H.264)")
+    ingest.add_argument(
+        "--modality-ext",
+        default="mkv",
+        choices=("mkv", "mp4"),
+        help="container of the modality streams: mkv (lossless FFV1, the default) keeps flow, seg and skeleton "
+        "colours exact; mp4 is lossy",
+    )
     ingest.add_argument("--flow", default="dis", choices=("dis", "farneback"), help="OpenCV optical-flow method")
     ingest.add_argument("--depth", default=None, help="local transformers depth-estimation model folder")
     ingest.add_argument("--seg", default=None, help="local transformers segmentation model folder")
@@ -65,7 +72,40 @@ def _parser() -> argparse.ArgumentParser:
         help="folder holding detector/ (a local person detector) and vitpose/ (a COCO-17 VitPose)",
     )
     ingest.add_argument("--split", default="train", help="split name written into every sample")
+    ingest.add_argument("--license", default=None, help="licence of the footage, for the dataset card")
+    ingest.add_argument("--source-url", default=None, help="where the footage came from, for the dataset card")
     ingest.add_argument("--shard-size", type=int, default=64, help="samples per shard")
+
+    listed = commands.add_parser(
+        "import",
+        help="write shards from a list of RGB and pre-rendered modality videos "
+        "(UnityVideo metadata.csv, VideoX-Fun / DiffSynth lists)",
+    )
+    source_list = listed.add_mutually_exclusive_group(required=True)
+    source_list.add_argument("--csv", help="a CSV list (UnityVideo: video,prompt,depth,densepose,raft,...)")
+    source_list.add_argument("--json", help="a JSON list of objects (VideoX-Fun: file_path, control_file_path, text)")
+    listed.add_argument("--out", required=True, help="output folder for the shards and dataset.json")
+    listed.add_argument("--root", default=None, help="folder that relative paths start from (default: the list's)")
+    listed.add_argument(
+        "--map", nargs="+", default=[], metavar="COLUMN=MODALITY", help="modality of a column, e.g. raft=flow"
+    )
+    listed.add_argument(
+        "--convention",
+        nargs="+",
+        default=[],
+        metavar="MODALITY=NAME",
+        help="the visual convention of a modality's videos: unity when they are Unity's own visual form "
+        "(then decoded for metrics), else a name of the source's",
+    )
+    listed.add_argument("--fps", type=float, default=8.0, help="frames per second of the clips")
+    listed.add_argument("--size", type=_size, default=256, help="N (short side, centre crop) or HxW")
+    listed.add_argument("--frames", type=int, default=16, help="frames per clip")
+    listed.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: --frames)")
+    listed.add_argument("--ext", default="mp4", choices=("mp4", "mkv"), help="container of the RGB clips")
+    listed.add_argument("--split", default="train", help="split name written into every sample")
+    listed.add_argument("--shard-size", type=int, default=64, help="samples per shard")
+    listed.add_argument("--license", default=None, help="licence of the footage, for the dataset card")
+    listed.add_argument("--source-url", default=None, help="where the footage came from, for the dataset card")
 
     external = commands.add_parser("external", help="copy a shard set, adding external-encoder caption features")
     external.add_argument("--data", required=True, help="folder holding dataset.json and the shards")
@@ -121,14 +161,44 @@ def main(argv: list[str] | None = None) -> int:
                 frames=args.frames,
                 stride=args.stride,
                 ext=args.ext,
+                modality_ext=args.modality_ext,
                 flow=args.flow,
                 depth=args.depth,
                 seg=args.seg,
                 pose=args.pose,
                 shard_size=args.shard_size,
                 split=args.split,
+                license=args.license,
+                source_url=args.source_url,
             )
             print(f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out}")
+        elif args.command == "import":
+            from data_pipeline.import_list import import_list, parse_conventions, parse_map
+
+            conventions = parse_conventions(args.convention)
+            dataset = import_list(
+                args.csv or args.json,
+                args.out,
+                kind="csv" if args.csv else "json",
+                root=args.root,
+                mapping=parse_map(args.map),
+                conventions=conventions,
+                fps=args.fps,
+                size=args.size,
+                frames=args.frames,
+                stride=args.stride,
+                ext=args.ext,
+                shard_size=args.shard_size,
+                split=args.split,
+                license=args.license,
+                source_url=args.source_url,
+            )
+            report = dataset["import"]
+            print(
+                f"wrote {dataset['samples']} samples from {report['rows']} rows in {len(dataset['shards'])} shard(s) "
+                f"to {args.out}; {len(report['missing'])} missing and {len(report['undecodable'])} undecodable "
+                "file(s) skipped (listed in dataset.json)"
+            )
         elif args.command == "external":
             from safetensors.torch import load_file
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import struct
 import tarfile
@@ -17,9 +18,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from data_pipeline.card import card_lines
 from data_pipeline.modalities import MODALITIES
-from data_pipeline.schema import TEXT_MEMBER, expected_members, latent_member, validate_meta
+from data_pipeline.schema import (
+    TEXT_MEMBER,
+    UNITY_CONVENTION,
+    convention,
+    expected_members,
+    latent_member,
+    stream_member,
+    validate_meta,
+)
 from data_pipeline.video_io import decode_video
+
+log = logging.getLogger(__name__)
 
 # Raw ground truth arrays whose leading dimensions are [T, H, W].
 _PIXEL_GT = ("depth", "flow", "occlusion", "seg", "densepose")
@@ -34,6 +46,7 @@ class CheckReport:
     modalities: Counter = field(default_factory=Counter)
     geometry: Counter = field(default_factory=Counter)  # "TxHxW" -> samples
     splits: Counter = field(default_factory=Counter)
+    card: list[str] = field(default_factory=list)  # the dataset card of dataset.json, as lines
 
     @property
     def ok(self) -> bool:
@@ -47,6 +60,7 @@ class CheckReport:
             f"splits      {_counts(self.splits)}",
             f"geometry    {_counts(self.geometry)}",
             f"modalities  {_counts(self.modalities)}",
+            *self.card,
         ]
         if self.bad:
             lines.append(f"{len(self.bad)} problem(s):")
@@ -71,20 +85,45 @@ def list_shards(root: str) -> tuple[list[str], dict[str, int]]:
     return [os.path.join(root, name) for name in sorted(set(listed) | set(on_disk))], listed
 
 
-def iter_samples(path: str):
-    """Yield ``(key, {suffix: bytes})`` from a tar, grouping adjacent members by key (text before the first dot)."""
-    key, members = None, {}
-    with tarfile.open(path, "r|*") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            base = os.path.basename(info.name)
-            name_key, _, suffix = base.partition(".")
-            if name_key != key and key is not None:
-                yield key, members
-                members = {}
-            key = name_key
-            members[suffix] = tar.extractfile(info).read()
+class Skips:
+    """What a reader of shards could not read: each problem logged once as a warning, and counted."""
+
+    def __init__(self):
+        self.entries: list[tuple[str, str]] = []  # (what was skipped, why)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def add(self, where: str, why: str) -> None:
+        log.warning("skipped %s: %s", where, why)
+        self.entries.append((where, why))
+
+
+def iter_samples(path: str, skips: Skips | None = None):
+    """Yield ``(key, {suffix: bytes})`` from a tar, grouping adjacent members by key (text before the first dot).
+
+    A tar that is cut short or corrupt yields the samples before the damage; the damage (and the sample
+    it cut) is one entry in ``skips`` (logged only, when None), and reading stops there.
+    """
+    key, members, count = None, {}, 0
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                base = os.path.basename(info.name)
+                name_key, _, suffix = base.partition(".")
+                if name_key != key and key is not None:
+                    yield key, members
+                    members, count = {}, count + 1
+                key = name_key
+                members[suffix] = tar.extractfile(info).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        (skips if skips is not None else Skips()).add(
+            f"the rest of {path}", f"unreadable tar after {count} sample(s): {type(e).__name__}: {e}"
+        )
+        return
     if key is not None:
         yield key, members
 
@@ -108,13 +147,13 @@ def check_sample(key: str, members: dict[str, bytes]) -> list[str]:
     shape = (meta["frames"], meta["height"], meta["width"])
     for name in meta["modalities"]:
         try:
-            video = decode_video(members[f"{name}.{meta['ext']}"])
+            video = decode_video(members[stream_member(meta, name)])
         except ValueError as e:
             problems.append(f"{name}: {e}")
             continue
         if video.shape[:3] != shape:
             problems.append(f"{name}: decoded {video.shape[:3]} (T, H, W) but json says {shape}")
-        elif name in MODALITIES:
+        elif name in MODALITIES and convention(meta, name) == UNITY_CONVENTION:  # others are not decodable
             try:
                 MODALITIES[name].decode(video, dict(meta["encoding"].get(name, {})))
             except (ValueError, KeyError) as e:
@@ -180,23 +219,22 @@ def check_precomputed(meta: dict, members: dict[str, bytes]) -> list[str]:
 def check_dataset(root: str, progress: bool = True) -> CheckReport:
     """Validate every sample of every shard under ``root`` against the schema."""
     paths, listed = list_shards(root)
-    report = CheckReport(shards=len(paths))
+    with open(os.path.join(root, "dataset.json")) as f:
+        report = CheckReport(shards=len(paths), card=card_lines(json.load(f)))
     for path in tqdm(paths, desc="check", unit="shard", disable=not progress):
         shard = os.path.basename(path)
         report.bytes += os.path.getsize(path)
-        count = 0
-        try:
-            for key, members in iter_samples(path):
-                count += 1
-                problems = check_sample(key, members)
-                report.bad += [(shard, key, why) for why in problems]
-                if not problems:
-                    meta = json.loads(members["json"])
-                    report.modalities.update(meta["modalities"])
-                    report.geometry[f"{meta['frames']}x{meta['height']}x{meta['width']}"] += 1
-                    report.splits[meta["split"]] += 1
-        except (tarfile.TarError, OSError, EOFError) as e:
-            report.bad.append((shard, "-", f"unreadable tar after {count} sample(s): {e}"))
+        count, skips = 0, Skips()
+        for key, members in iter_samples(path, skips):
+            count += 1
+            problems = check_sample(key, members)
+            report.bad += [(shard, key, why) for why in problems]
+            if not problems:
+                meta = json.loads(members["json"])
+                report.modalities.update(meta["modalities"])
+                report.geometry[f"{meta['frames']}x{meta['height']}x{meta['width']}"] += 1
+                report.splits[meta["split"]] += 1
+        report.bad += [(shard, "-", why) for _, why in skips.entries]
         report.samples += count
         if shard not in listed:
             report.bad.append((shard, "-", "shard is not listed in dataset.json"))

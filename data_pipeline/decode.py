@@ -1,6 +1,8 @@
-"""One training sample from its raw webdataset members: check the json, decode the streams, pick one
-frame window and crop for all of them, resize, scale to [-1, 1] (or read precomputed latents, text
-embeddings and external features). Any problem is a :class:`BadSample` naming the key, shard and reason.
+"""One training sample from its raw webdataset members: check the json, pick one frame window and crop for
+all streams, decode each stream's window straight into a uint8 clip resized at decode (or read precomputed
+latents, text embeddings and external features). Any problem is a :class:`BadSample` naming the key,
+shard and reason. Pixels stay uint8 up to the device, where ``unity.method.streams`` scales them to
+[-1, 1]: a float clip would be 4x the bytes to convert, batch, pass between processes and copy.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from data_pipeline.precomputed import read_external, read_precomputed
-from data_pipeline.schema import validate_meta, video_member
-from data_pipeline.video_io import VideoDecodeError, decode_video
+from data_pipeline.precomputed import LatentCrop, read_external, read_precomputed
+from data_pipeline.schema import stream_member, validate_meta
+from data_pipeline.video_io import VideoDecodeError, VideoReader
 
 # Resize filter per stream, which also names the streams a loader knows. Averaging suits smooth
 # signals (colour, depth, flow); discrete encodings (segment colours, skeleton lines, DensePose
@@ -43,25 +45,6 @@ def _crop_box(height: int, width: int, size: tuple[int, int], crop_scale, rng) -
     shrink = min(1.0, height / h, width / w)  # keep the box inside the frame
     h, w = max(1, round(h * shrink)), max(1, round(w * shrink))
     return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
-
-
-def _resize(clip: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
-    """Resize every frame of ``[T, H, W, 3]`` to ``[T, size[0], size[1], 3]``."""
-    out = np.empty((len(clip), *size, clip.shape[-1]), np.uint8)
-    for frame, resized in zip(clip, out):  # straight into the output: no list of frames to stack
-        cv2.resize(frame, (size[1], size[0]), dst=resized, interpolation=interpolation)
-    return out
-
-
-# v / 127.5 - 1 for every byte value v, computed as the loader always did; one table look-up per
-# element replaces a float conversion and two arithmetic passes over the (4x larger) float clip.
-_UNIT_TABLE = (torch.arange(256).float() / 127.5 - 1).numpy()
-
-
-def _to_unit(clip: np.ndarray) -> torch.Tensor:
-    """uint8 ``[T, H, W, 3]`` to a contiguous float ``[3, T, H, W]`` in [-1, 1] (``clip / 127.5 - 1``)."""
-    planar = np.ascontiguousarray(clip.transpose(3, 0, 1, 2))
-    return torch.from_numpy(cv2.LUT(planar.reshape(-1, planar.shape[-1]), _UNIT_TABLE).reshape(planar.shape))
 
 
 def _bad(raw: dict, reason: str) -> BadSample:
@@ -97,45 +80,55 @@ def decode_sample(
     crop_scale,
     rng: np.random.Generator,
 ) -> dict:
-    """Check a raw webdataset sample and turn its ``streams`` into float ``[3, T, H, W]`` in [-1, 1].
+    """Check a raw webdataset sample and decode its ``streams`` into uint8 ``[T, H, W, 3]`` clips in the
+    decoder's BGR order (``collate`` turns them RGB while it copies them into the batch).
 
-    The same frame window and crop apply to every stream. Raises :class:`BadSample` on any problem.
+    The same frame window and crop apply to every stream; each stream's window is cropped and resized
+    frame by frame as it is decoded. Raises :class:`BadSample` on any problem.
     """
     bad = partial(_bad, raw)
     meta = read_meta(raw)
-    expected = (meta["frames"], meta["height"], meta["width"], 3)
-    videos = {}
-    for name in streams:
-        member = video_member(name, meta["ext"])
-        if member not in raw:
-            raise bad(f"modality {name!r} is missing (no {member} member)")
-        try:
-            videos[name] = decode_video(raw[member])  # [T, H, W, 3]
-        except VideoDecodeError as e:
-            raise bad(f"{member} does not decode ({e})") from None
-        if videos[name].shape != expected:
-            raise bad(f"{name} has (frames, height, width) {videos[name].shape[:3]} but the json says {expected[:3]}")
+    expected = (meta["frames"], meta["height"], meta["width"])
+    readers = {}
+    try:
+        for name in streams:
+            member = stream_member(meta, name)
+            if member not in raw:
+                raise bad(f"modality {name!r} is missing (no {member} member)")
+            try:
+                readers[name] = VideoReader(raw[member])
+            except VideoDecodeError as e:
+                raise bad(f"{member} does not decode ({e})") from None
+            found = readers[name].shape
+            if found != expected and (found[0] is not None or found[1:] != expected[1:]):
+                raise bad(f"{name} has (frames, height, width) {found} but the json says {expected}")
 
-    total, height, width = expected[:3]
-    frames = frames or total
-    if frames > total:
-        raise bad(f"{total} frames, fewer than the {frames} requested")
-    start = int(rng.integers(0, total - frames + 1))
-    top, left, h, w = _crop_box(height, width, size, crop_scale, rng) if size else (0, 0, height, width)
-    sample = {"meta": meta}
-    for name, video in videos.items():
-        clip = video[start : start + frames, top : top + h, left : left + w]  # [T, h, w, 3]
-        if size:
-            clip = _resize(clip, size, INTERPOLATION[name])
-        sample[name] = _to_unit(clip)  # [3, T, H, W]
-    return sample
+        total, height, width = expected
+        frames = frames or total
+        if frames > total:
+            raise bad(f"{total} frames, fewer than the {frames} requested")
+        start = int(rng.integers(0, total - frames + 1))
+        box = _crop_box(height, width, size, crop_scale, rng) if size else None
+        sample = {"meta": meta}
+        for name, reader in readers.items():
+            try:
+                sample[name] = reader.read_bgr(start, frames, box, size, INTERPOLATION[name])  # [T, H, W, 3]
+            except VideoDecodeError as e:
+                raise bad(f"{stream_member(meta, name)} does not decode ({e})") from None
+        return sample
+    finally:
+        for reader in readers.values():
+            reader.close()
 
 
-def load_precomputed(raw: dict, streams: Sequence[str]) -> dict:
-    """Check a raw sample and read its precomputed latents and text embeddings; raises :class:`BadSample`."""
+def load_precomputed(
+    raw: dict, streams: Sequence[str], crop: LatentCrop | None = None, rng: np.random.Generator | None = None
+) -> dict:
+    """Check a raw sample and read its precomputed latents (cut to ``crop``) and text embeddings; raises
+    :class:`BadSample`."""
     meta = read_meta(raw)
     try:
-        return {"meta": meta, **read_precomputed(raw, meta, streams)}
+        return {"meta": meta, **read_precomputed(raw, meta, streams, crop, rng)}
     except ValueError as e:
         raise _bad(raw, str(e)) from None
 

@@ -15,6 +15,7 @@ import os
 import cv2
 import numpy as np
 
+from data_pipeline.card import model_description
 from data_pipeline.skeleton import JOINTS
 
 FLOW_METHODS = ("dis", "farneback")
@@ -58,6 +59,8 @@ class OpticalFlow:
             raise ValueError(f"unknown optical-flow method {method!r}; expected {' or '.join(FLOW_METHODS)}")
         self.method = method
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
+        kind = "DIS (preset medium)" if method == "dis" else "Farneback"
+        self.made_by = f"OpenCV {cv2.__version__} {kind} optical flow"  # the dataset card's words
 
     def __call__(self, clip: np.ndarray) -> tuple[np.ndarray, dict]:
         grey = [cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) for frame in clip]
@@ -137,6 +140,7 @@ class DepthEstimator:
         from transformers.models.auto.modeling_auto import MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES as classes
 
         self.model, self.processor = _load(path, "depth", "depth-estimation", classes)
+        self.made_by = f"transformers depth estimation: {model_description(path)}"
         config = self.model.config
         metric = getattr(config, "depth_estimation_type", None) == "metric"
         self.relative = config.model_type in RELATIVE_DEPTH_MODELS and not metric
@@ -179,6 +183,7 @@ class SegEstimator:
 
         self.model, self.processor = _load(path, "seg", "image-segmentation", {**semantic, **universal})
         self.kind = "panoptic" if self.model.config.model_type in universal else "semantic"
+        self.made_by = f"transformers {self.kind} segmentation: {model_description(path)}"
 
     def __call__(self, clip: np.ndarray) -> tuple[np.ndarray, dict]:
         import torch
@@ -229,6 +234,7 @@ class PoseEstimator:
         keypoints = self.model.config.num_labels
         if keypoints != 17:
             raise ValueError(f"pose {vitpose_path}: expected a COCO-17 keypoint model, got {keypoints} keypoints")
+        self.made_by = f"persons by {model_description(detector_path)}, keypoints by {model_description(vitpose_path)}"
 
     def __call__(self, clip: np.ndarray) -> tuple[np.ndarray, dict]:
         t, h, w = clip.shape[:3]

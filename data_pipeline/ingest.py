@@ -5,7 +5,10 @@ Every video file under a folder is decoded with OpenCV, resampled to the target 
 source frame nearest in time to each target frame (a constant source frame rate is assumed),
 scaled to cover the target size and centre-cropped, and cut into clips of ``frames`` frames every
 ``stride`` frames (a shorter tail is dropped). Each clip becomes one sample: the RGB clip, its
-optical flow and the output of each estimator, encoded through the modality registry.
+optical flow and the output of each estimator, encoded through the modality registry. The RGB clip
+goes into ``ext`` (mp4, H.264, by default); the modality streams into ``modality_ext``, lossless FFV1
+mkv by default, since their colours are labels (seg, pose) or measurements (flow, depth) that a lossy
+codec would blur.
 
 A clip's caption is the text of a sidecar file next to its video, ``<name>.<ext>.txt`` or else
 ``<name>.txt`` (e.g. ``walk.mp4.txt`` or ``walk.txt`` for ``walk.mp4``), or empty.
@@ -23,9 +26,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data_pipeline.card import card
 from data_pipeline.estimators import load_estimators
 from data_pipeline.modalities import get
-from data_pipeline.schema import SCHEMA_VERSION, VIDEO_EXTS, video_member
+from data_pipeline.schema import SCHEMA_VERSION, VIDEO_EXTS, stream_ext, stream_member, video_member
 from data_pipeline.video_io import VideoDecodeError, encode_video
 from data_pipeline.writer import ShardWriter
 
@@ -77,13 +81,14 @@ def resample(capture: cv2.VideoCapture, source_fps: float, fps: float) -> Iterat
         raise VideoDecodeError("no frame could be decoded")
 
 
-def fit(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale ``frame`` to cover ``height x width`` keeping its aspect ratio, then centre-crop to that size."""
+def fit(frame: np.ndarray, height: int, width: int, nearest: bool = False) -> np.ndarray:
+    """Scale ``frame`` to cover ``height x width`` keeping its aspect ratio, then centre-crop to that size;
+    ``nearest`` keeps colours that are labels (seg, skeleton, DensePose) unblended."""
     h, w = frame.shape[:2]
     scale = max(height / h, width / w)
     new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
     if (new_h, new_w) != (h, w):
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        interpolation = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         frame = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
     top, left = (new_h - height) // 2, (new_w - width) // 2
     return np.ascontiguousarray(frame[top : top + height, left : left + width])
@@ -133,6 +138,7 @@ def ingest(
     frames: int = 16,
     stride: int | None = None,
     ext: str = "mp4",
+    modality_ext: str = "mkv",
     flow: str = "dis",
     depth: str | None = None,
     seg: str | None = None,
@@ -140,6 +146,8 @@ def ingest(
     shard_size: int = 64,
     split: str = "train",
     progress: bool = True,
+    license: str | None = None,
+    source_url: str | None = None,
 ) -> dict:
     """Cut every video under ``videos`` into clips and write them as shards under ``out``.
 
@@ -147,13 +155,17 @@ def ingest(
     ``pose`` are local model folders (see ``data_pipeline.estimators``). Videos that cannot be
     decoded are skipped with a warning. Returns the contents of ``dataset.json``, whose
     ``"videos"`` entry counts the videos found and lists those skipped or too short for a clip.
+    ``license`` and ``source_url`` (of the footage) go into the dataset card with each stream's estimator.
     """
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     stride = frames if stride is None else stride
     if min(height, width, frames, stride) < 1 or not fps > 0:
         raise ValueError(f"need positive fps, size, frames and stride; got {fps}, {size}, {frames}, {stride}")
-    if ext not in VIDEO_EXTS:
-        raise ValueError(f"ext {ext!r} is not one of {', '.join(VIDEO_EXTS)}")
+    for name, value in (("ext", ext), ("modality_ext", modality_ext)):
+        if value not in VIDEO_EXTS:
+            raise ValueError(f"{name} {value!r} is not one of {', '.join(VIDEO_EXTS)}")
+    if "mp4" in (ext, modality_ext) and (height % 2 or width % 2):
+        raise ValueError(f"mp4 (H.264, yuv420p) needs an even height and width, got {height}x{width}; change --size")
     paths = find_videos(videos)
     estimators = load_estimators(flow, depth, seg, pose)  # fails on a bad model folder before writing anything
     args = dict(
@@ -163,6 +175,7 @@ def ingest(
         frames=frames,
         stride=stride,
         ext=ext,
+        modality_ext=modality_ext,
         flow=flow,
         depth=depth,
         seg=seg,
@@ -171,7 +184,8 @@ def ingest(
     )
     summary = {"found": len(paths), "skipped": {}, "without_clips": []}
     taken: set[str] = set()
-    info = {"source": "ingest", "args": args}
+    made_by = {"rgb": f"the videos under {videos}, resampled and cut", **{e.modality: e.made_by for e in estimators}}
+    info = {"source": "ingest", "args": args, **card(license, source_url, made_by)}
     with ShardWriter(out, prefix=split, shard_size=shard_size, info=info) as writer:
         clips = 0
         bar = tqdm(paths, desc="ingest", unit="video", disable=not progress)
@@ -196,12 +210,13 @@ def ingest(
                         "split": split,
                         "modalities": ["rgb"],
                         "ext": ext,
+                        "exts": {},
                         "prompts": {},
                         "encoding": {},
                         "gt": [],
                         "clip": {"start_frame": start, "source_fps": source_fps},
                     }
-                    writer.write(_sample(meta, clip, estimators))
+                    writer.write(_sample(meta, clip, estimators, modality_ext))
                     written, clips = written + 1, clips + 1
                     bar.set_postfix(clips=clips)
                 if not written:
@@ -227,14 +242,16 @@ def _source_fps(capture: cv2.VideoCapture, path: str, fps: float) -> float | Non
     return None
 
 
-def _sample(meta: dict, clip: np.ndarray, estimators: list) -> dict:
+def _sample(meta: dict, clip: np.ndarray, estimators: list, modality_ext: str) -> dict:
     """A writer sample for one RGB clip ``[T, H, W, 3]``: run every estimator and encode every stream."""
     ext, fps = meta["ext"], meta["fps"]
     sample = {"json": meta, video_member("rgb", ext): encode_video(clip, ext, fps)}
     for estimator in estimators:
         name = estimator.modality
         raw, encoding = estimator(clip)
-        sample[video_member(name, ext)] = encode_video(get(name).encode(raw, encoding), ext, fps)
+        if modality_ext != ext:
+            meta["exts"][name] = modality_ext
+        sample[stream_member(meta, name)] = encode_video(get(name).encode(raw, encoding), stream_ext(meta, name), fps)
         meta["modalities"].append(name)
         meta["prompts"][name] = get(name).prompt
         meta["encoding"][name] = encoding

@@ -9,7 +9,9 @@ whole stored clip; ``text.safetensors`` holds ``caption`` ``[L, D]`` + ``caption
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import safetensors
 import safetensors.torch
 import torch
@@ -30,20 +32,60 @@ def _tensors(members: dict, member: str) -> dict[str, torch.Tensor]:
         raise ValueError(f"{member} does not load ({e})") from None
 
 
-def read_precomputed(members: dict, meta: dict, streams: Sequence[str]) -> dict:
+@dataclass(frozen=True)
+class LatentCrop:
+    """A window of ``size`` latent cells ``(T', H', W')`` cut from a sample's latents, the same for every stream.
+
+    Latents cannot be resized, and a window of them is the latent of a pixel window only on the codec's
+    grid: in space at any cell offset (a cell is ``spatial`` pixels wide; only the VAE's padding near the
+    window's edge differs), in time from the first latent frame when the codec is ``causal`` (a causal
+    video VAE codes the first frame alone, and its latent prefix is the code of the clip's prefix), at any
+    offset when it does not compress time. Training takes ``random`` offsets; validation the first frames
+    and the centre.
+    """
+
+    size: tuple[int, int, int]
+    random: bool = True
+    causal: bool = True
+
+    def window(self, shape: Sequence[int], rng: np.random.Generator | None) -> tuple[slice, slice, slice]:
+        """Slices of ``(T', H', W')`` for latents of ``shape`` ``[C, T, H, W]``; ValueError when they are smaller."""
+        if any(have < want for have, want in zip(shape[1:], self.size)):
+            raise ValueError(f"latents {list(shape[1:])} (T', H', W') are smaller than the {list(self.size)} asked for")
+        starts = []
+        for axis, (have, want) in enumerate(zip(shape[1:], self.size)):
+            spare = have - want
+            if axis == 0 and self.causal:
+                starts.append(0)
+            elif self.random and rng is not None:
+                starts.append(int(rng.integers(0, spare + 1)))
+            else:
+                starts.append(spare // 2 if axis else 0)
+        return tuple(slice(start, start + want) for start, want in zip(starts, self.size))
+
+
+def read_precomputed(
+    members: dict,
+    meta: dict,
+    streams: Sequence[str],
+    crop: LatentCrop | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict:
     """``{"latent": {stream: [C, T', H', W']}, "text": {tensor name: [L, D] or [L]}}`` as float32 / bool.
 
-    ``streams`` lists rgb first. Raises ValueError naming what is missing or of the wrong shape.
+    ``streams`` lists rgb first; ``crop`` cuts every stream's latents to one window (offsets from ``rng``).
+    Raises ValueError naming what is missing or of the wrong shape.
     """
     if "precomputed" not in meta:
         raise ValueError(f"its json has no 'precomputed' entry; {_HINT}")
     shape = list(meta["precomputed"]["latent_shape"])
+    window = (slice(None),) * 3 if crop is None else crop.window(shape, rng)
     latent = {}
     for name in streams:
         tensors = _tensors(members, latent_member(name))
         if "latent" not in tensors or list(tensors["latent"].shape) != shape:
             raise ValueError(f"{latent_member(name)} holds no 'latent' tensor of shape {shape}")
-        latent[name] = tensors["latent"].float()
+        latent[name] = tensors["latent"][:, window[0], window[1], window[2]].float()  # [C, T', H', W']
     tensors = _tensors(members, TEXT_MEMBER)
     names = ["caption", "caption_mask"] + [f"{kind}.{m}" for m in streams[1:] for kind in ("prompt", "prompt_mask")]
     missing = [name for name in names if name not in tensors]

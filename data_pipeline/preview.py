@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from data_pipeline.check import iter_samples, list_shards
+from data_pipeline.schema import stream_member
 from data_pipeline.video_io import decode_video
 
 _HEADER = 14  # pixels of the label row
@@ -23,7 +24,7 @@ def contact_sheet(root: str, samples: int = 4, frames_per_sample: int = 2, scale
     for _, members in itertools.islice(all_samples, samples):
         meta = json.loads(members["json"])
         names = names or meta["modalities"]
-        videos = [decode_video(members[f"{name}.{meta['ext']}"]) for name in names]  # [T, H, W, 3] each
+        videos = [decode_video(members[stream_member(meta, name)]) for name in names]  # [T, H, W, 3] each
         # Evenly spaced frames short of the last, whose forward flow is zero by convention.
         for t in np.linspace(0, meta["frames"], frames_per_sample + 1)[:-1].astype(int):
             rows.append(np.concatenate([video[t] for video in videos], axis=1))

@@ -44,7 +44,7 @@ REQUIRED_FIELDS = {
     "source": (str, "where the clip came from (synthetic, or the ingested file)"),
     "split": (str, "train, val, test or zeroshot"),
     "modalities": (list, "visual forms present, rgb first"),
-    "ext": (str, "container of the visual forms: mkv (lossless FFV1) or mp4"),
+    "ext": (str, "container of the visual forms: mkv (lossless FFV1) or mp4 (H.264); `exts` may override per stream"),
     "prompts": (dict, "modality -> modality prompt for each auxiliary stream"),
     "encoding": (dict, "modality -> parameters that decode its visual form"),
     "gt": (list, "raw ground-truth arrays stored as <key>.<name>.npy"),
@@ -63,6 +63,28 @@ def key_problem(key: str) -> str | None:
 
 def video_member(modality: str, ext: str) -> str:
     return f"{modality}.{ext}"
+
+
+def stream_ext(meta: dict, modality: str) -> str:
+    """Container of one stream: the optional ``exts`` entry of the json for it, else the sample's ``ext``.
+
+    Real footage keeps its RGB in mp4 while its modality streams stay lossless in mkv (``exts``).
+    """
+    return meta.get("exts", {}).get(modality, meta["ext"])
+
+
+UNITY_CONVENTION = "unity"  # a stream in Unity's own visual form (data_pipeline/modalities.py): it decodes
+
+
+def convention(meta: dict, modality: str) -> str:
+    """The visual convention of a stream: ``unity`` (the registry's encode / decode) unless its encoding names
+    another (an imported rendering, e.g. ``raft-colour-wheel``), which is learned but not decoded for metrics."""
+    return meta.get("encoding", {}).get(modality, {}).get("convention", UNITY_CONVENTION)
+
+
+def stream_member(meta: dict, modality: str) -> str:
+    """Member suffix (after ``<key>.``) of one stream's visual form, e.g. ``depth.mkv``."""
+    return video_member(modality, stream_ext(meta, modality))
 
 
 def gt_member(name: str) -> str:
@@ -87,6 +109,10 @@ def validate_meta(meta: dict) -> list[str]:
         problems.append(f"schema version {meta['schema']} but this reader knows {SCHEMA_VERSION}")
     if meta["ext"] not in VIDEO_EXTS:
         problems.append(f"ext {meta['ext']!r} is not one of {VIDEO_EXTS}")
+    exts = meta.get("exts", {})
+    if not isinstance(exts, dict) or any(ext not in VIDEO_EXTS for ext in exts.values()):
+        problems.append(f"exts must map modalities to one of {VIDEO_EXTS}, got {exts!r}")
+        return problems
     if key_problem(meta["key"]):
         problems.append(key_problem(meta["key"]))
     if not meta["modalities"] or meta["modalities"][0] != "rgb":
@@ -108,5 +134,5 @@ def validate_meta(meta: dict) -> list[str]:
 
 def expected_members(meta: dict) -> list[str]:
     """Member suffixes (after ``<key>.``) that a valid sample with this json must have."""
-    names = ["json"] + [video_member(m, meta["ext"]) for m in meta["modalities"]]
+    names = ["json"] + [stream_member(meta, m) for m in meta["modalities"]]
     return names + [gt_member(n) for n in meta["gt"]]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline.benchmark import BenchmarkClip, clip_features, load_clips, training_prior
+from data_pipeline.check import Skips
 from data_pipeline.modalities import MODALITIES
 from eval.metrics.depth import depth_metrics, mean_over_videos
 from unity.inference.loading import Trained, load_trained
@@ -34,9 +35,9 @@ from unity.train.checkpoint import INITIAL, find_checkpoint, read_state
 DEPTH = MODALITIES["depth"]
 
 
-def load_depth_clips(root: str, limit: int) -> list[BenchmarkClip]:
-    """Up to ``limit`` clips of the split ``root`` with raw depth ground truth."""
-    clips = load_clips(root, limit)
+def load_depth_clips(root: str, limit: int, skips: Skips | None = None) -> list[BenchmarkClip]:
+    """Up to ``limit`` clips of the split ``root`` with raw depth ground truth (damaged ones go to ``skips``)."""
+    clips = load_clips(root, limit, skips=skips)
     if any("depth" not in clip.gt for clip in clips):
         raise ValueError(f"{root} has no raw depth ground truth; build it with `synth --with-gt`")
     return clips
@@ -65,9 +66,11 @@ def depth_report(predictions: list[np.ndarray], clips: list[BenchmarkClip]) -> d
     return mean_over_videos([depth_metrics(p, c.gt["depth"]) for p, c in zip(predictions, clips)])
 
 
-def mean_map_report(train_root: str, clips: list[BenchmarkClip], limit: int = 256) -> dict[str, float]:
+def mean_map_report(
+    train_root: str, clips: list[BenchmarkClip], limit: int = 256, skips: Skips | None = None
+) -> dict[str, float]:
     """Metrics of the trivial prior: the mean training disparity map predicted for every clip."""
-    prior = DEPTH.decode(training_prior(train_root, "depth", limit))
+    prior = DEPTH.decode(training_prior(train_root, "depth", limit, skips))
     return depth_report([prior] * len(clips), clips)
 
 
@@ -85,6 +88,12 @@ def summary_table(results: dict) -> str:
             f"validation flow-matching loss: {results['val_loss_first']:.4f} at step 0 -> "
             f"{results['val_loss_last']:.4f} at step {results['steps']}"
         )
+    training, evaluation = results.get("skipped_training") or 0, results.get("skipped_evaluation") or 0
+    if training or evaluation:
+        lines.append(
+            f"skipped: {training} damaged sample(s) or shard part(s) in training, {evaluation} in the "
+            "evaluation's reading (the warnings name them)"
+        )
     return "\n".join(lines)
 
 
@@ -94,20 +103,23 @@ def evaluate_run(run: str | Path, device: str | None = None) -> dict:
     trained = load_trained(final, use_ema=True, device=device)
     run_dir, config = final.parent.parent, trained.config
     root = os.path.join(config.data.root, config.eval.split)
-    clips = load_depth_clips(root, config.eval.clips)
+    skips = Skips()
+    clips = load_depth_clips(root, config.eval.clips, skips)
     settings = SamplerSettings(steps=config.eval.steps, seed=config.run.seed)
     state = read_state(final, rank=0)
     results = {
         "steps": state["step"],
         "val_loss_first": state.get("val_loss_first"),
         "val_loss_last": state.get("val_loss_last"),
+        "skipped_training": state.get("skipped_samples", 0),  # what the training loader skipped (main rank)
     }
     reports = {"": depth_report(estimate_disparity(trained, clips, settings), clips)}
     initial = run_dir / "checkpoints" / INITIAL
     if initial.is_dir():  # the untrained weights (checkpoint.keep_initial)
         untrained = load_trained(initial, use_ema=False, device=device)
         reports["step0."] = depth_report(estimate_disparity(untrained, clips, settings), clips)
-    reports["baseline_mean."] = mean_map_report(os.path.join(config.data.root, "train"), clips)
+    reports["baseline_mean."] = mean_map_report(os.path.join(config.data.root, "train"), clips, skips=skips)
+    results["skipped_evaluation"] = skips.count
     for prefix, values in reports.items():
         results.update({f"{prefix}depth.{k}": v for k, v in values.items()})
     (run_dir / "eval").mkdir(exist_ok=True)

@@ -1,11 +1,14 @@
 """Score predicted visual forms of a modality against raw ground truth, over a set of clips.
 
 A prediction is what the model writes: the modality's uint8 visual form. It is read back through
-the registry with the clip's own encoding parameters (the depth range is left out: depth is scored
-as relative disparity, aligned per clip), so a flow estimate is scaled by the clip's stored max
-radius, a segmentation is snapped to the clip's instance colours and a skeleton is read with the
-clip's person count. The metric of each modality is in ``eval.metrics``; what cannot be read back
-is reported as not measurable with the reason, never as a number.
+the registry **without any parameter of the ground truth** (no oracle): depth as relative disparity,
+aligned per clip (scale and shift) as the DepthCrafter protocol does; flow as speed relative to an
+unknown radius, brought to pixels by one least-squares scale per clip (the same kind of alignment);
+segmentation against the whole palette, not the clip's instance ids, with instances matched per clip;
+skeletons with the person count the rendering itself shows. Baselines are read and scored the same
+way. ``PROTOCOL`` says it in one line per modality, and the tables print it. The metric of each
+modality is in ``eval.metrics``; what cannot be scored is reported as not measurable with the
+reason, never as a number.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ import numpy as np
 
 from data_pipeline.benchmark import BenchmarkClip
 from data_pipeline.modalities import MODALITIES
-from eval.metrics import densepose_metrics, depth_metrics, flow_metrics, mask_map, mean_over_videos, miou, pck
+from eval.metrics import (
+    densepose_metrics,
+    depth_metrics,
+    flow_metrics,
+    instance_miou,
+    least_squares_scale,
+    mask_map,
+    mean_over_videos,
+    pck,
+)
 
 HEADLINE = {  # the metrics shown in tables, with whether higher is better
     "depth": (("abs_rel", False), ("delta1", True)),
@@ -23,12 +35,30 @@ HEADLINE = {  # the metrics shown in tables, with whether higher is better
     "pose": (("pck", True),),
     "densepose": (("part_accuracy", True), ("part_miou", True)),
 }
+PROTOCOL = {  # how a prediction is read back and scored, in one line (no ground-truth parameter is used)
+    "depth": "relative disparity, one least-squares scale and shift per clip, then AbsRel and δ<1.25 in depth",
+    "flow": "relative speed, one least-squares scale per clip (no ground-truth radius), then EPE (px) and Fl-all",
+    "seg": "colours snapped to the whole palette; instances matched per clip, mIoU per clip averaged; mask mAP",
+    "pose": "skeletons read with the person count the rendering shows; PCK@0.1, people matched per frame",
+    "densepose": "part and (u, v) read from the IUV colours; part accuracy and part mIoU over body pixels",
+}
 
 
-def read_back(modality: str, video: np.ndarray, clip: BenchmarkClip) -> np.ndarray:
-    """The raw estimate in a predicted visual form ``video`` of ``clip``'s ``modality``."""
-    meta = None if modality == "depth" else clip.encoding(modality)
-    return MODALITIES[modality].decode(video, meta)
+def read_back(modality: str, video: np.ndarray) -> np.ndarray:
+    """The raw estimate in a predicted visual form ``video [T, H, W, 3]``, read without ground-truth parameters."""
+    return MODALITIES[modality].decode(video, None)
+
+
+def read_reference(modality: str, video: np.ndarray, clip: BenchmarkClip) -> np.ndarray:
+    """A visual form read as a stand-in for ground truth (cross-stream consistency).
+
+    Only the units come from the clip: depth in metres over the clip's disparity range, flow in
+    pixels of the clip's radius, so the scores read on the scale of real scenes. Segmentation and
+    skeletons are read as a prediction is (the whole palette, the person count the rendering shows).
+    """
+    if modality in ("depth", "flow"):
+        return MODALITIES[modality].decode(video, clip.encoding(modality))
+    return read_back(modality, video)
 
 
 def not_measurable(reason: str) -> dict:
@@ -44,15 +74,20 @@ def _instances(ids: np.ndarray, score: float | None = None) -> list[dict]:
     return tracks
 
 
-def score_estimates(modality: str, estimates: list[np.ndarray], references: list[np.ndarray]) -> dict:
-    """Metrics of raw ``estimates`` against raw ``references`` (ground truth), one pair per clip.
+def _flow_scores(estimate: np.ndarray, reference: np.ndarray) -> dict:
+    """Flow metrics over all frames but the last (zero by convention), after the least-squares scale."""
+    scale = least_squares_scale(estimate[:-1], reference[:-1])
+    return flow_metrics(scale * estimate[:-1], reference[:-1])
 
-    depth: AbsRel, δ1, RMSE (relative disparity vs metres, aligned per clip); flow: EPE, Fl-all
-    over all frames but the last (whose forward flow is zero by convention); seg: mIoU over one
-    confusion matrix of instance ids and mask mAP with every instance one "target" category (the
-    model gives no confidence, so every mask scores 1); pose: PCK@0.1; densepose: part accuracy,
-    part mIoU and uv error. Clips without anything to score (no body, no visible joint) are left
-    out and counted in ``skipped``.
+
+def score_estimates(modality: str, estimates: list[np.ndarray], references: list[np.ndarray]) -> dict:
+    """Metrics of raw ``estimates`` (read back as a prediction) against raw ``references``, one pair per clip.
+
+    depth: AbsRel, δ1, RMSE (aligned per clip); flow: EPE, Fl-all after the per-clip scale; seg:
+    instance mIoU per clip (averaged) and mask mAP with every instance one "target" category (the
+    model gives no confidence, so every mask scores 1); pose: PCK@0.1 (0 when nothing is read back);
+    densepose: part accuracy, part mIoU and uv error. Clips without anything to score (no body, no
+    visible joint in the reference) are left out and counted in ``skipped``.
     """
     if modality == "depth":
         return {
@@ -60,24 +95,20 @@ def score_estimates(modality: str, estimates: list[np.ndarray], references: list
             "videos": len(estimates),
         }
     if modality == "flow":
-        return {
-            **mean_over_videos([flow_metrics(e[:-1], r[:-1]) for e, r in zip(estimates, references)]),
-            "videos": len(estimates),
-        }
+        scores = [_flow_scores(e, r) for e, r in zip(estimates, references)]
+        return {**mean_over_videos(scores), "videos": len(estimates)}
     if modality == "seg":
         ids = [np.asarray(e, np.int64) for e in estimates]
         gts = [np.asarray(r, np.int64) for r in references]
         maps = mask_map([_instances(e, 1.0) for e in ids], [_instances(r) for r in gts])
-        return {"miou": miou(ids, gts), **maps, "videos": len(ids)}
+        return {"miou": float(np.mean([instance_miou(e, r) for e, r in zip(ids, gts)])), **maps, "videos": len(ids)}
     scorer, has_target = {
         "pose": (lambda e, r: {"pck": pck(e, r)}, lambda r: (r[..., 2] > 0).any()),
         "densepose": (densepose_metrics, lambda r: (np.rint(r[..., 0]) > 0).any()),
     }[modality]
     pairs = [(e, r) for e, r in zip(estimates, references) if has_target(r)]
     if not pairs:
-        return not_measurable(f"no clip has a {modality} target in its ground truth")
-    if modality == "pose" and not any((e[..., 2] > 0).any() for e, _ in pairs):
-        return not_measurable("no keypoint could be read back from the predicted skeleton renderings")
+        return not_measurable(f"no clip has a {modality} target in its reference")
     results = [scorer(e, r) for e, r in pairs]
     keys = [k for k in results[0] if all(r[k] is not None for r in results)]
     return {
@@ -92,21 +123,20 @@ def score_predictions(modality: str, videos: np.ndarray, clips: list[BenchmarkCl
     if any(modality not in clip.gt for clip in clips):
         return not_measurable(f"the clips carry no raw {modality} ground truth (build them with --with-gt)")
     try:
-        estimates = [read_back(modality, video, clip) for video, clip in zip(videos, clips)]
+        estimates = [read_back(modality, video) for video in videos]
+        return score_estimates(modality, estimates, [clip.gt[modality] for clip in clips])
     except ValueError as e:
-        return not_measurable(f"the predictions could not be read back: {e}")
-    return score_estimates(modality, estimates, [clip.gt[modality] for clip in clips])
+        return not_measurable(f"the predictions could not be scored: {e}")
 
 
 def score_agreement(modality: str, videos: np.ndarray, references: np.ndarray, clips: list[BenchmarkClip]) -> dict:
     """Metrics of one set of predicted visual forms against another (e.g. jointly generated vs estimated).
 
-    The reference forms are read back like ground truth: depth in metres with the clip's depth
-    range, the rest with the clip's encoding parameters.
+    ``videos`` are read back as predictions, ``references`` by ``read_reference``.
     """
     try:
-        estimates = [read_back(modality, video, clip) for video, clip in zip(videos, clips)]
-        refs = [MODALITIES[modality].decode(ref, clip.encoding(modality)) for ref, clip in zip(references, clips)]
+        estimates = [read_back(modality, video) for video in videos]
+        refs = [read_reference(modality, ref, clip) for ref, clip in zip(references, clips)]
         return score_estimates(modality, estimates, refs)
     except ValueError as e:
         return not_measurable(f"the streams could not be compared: {e}")

@@ -2,10 +2,15 @@
 
 Each function takes one video as RGB uint8 frames ``[T, H, W, 3]`` and follows the VBench file
 named in its docstring. What VBench computes with a network we do not ship is reported as
-``{"value": None, "reason": ...}``, never as a stand-in number; the one pixel-space proxy
-(``motion_smoothness_linear_proxy``) carries its own name. Model files: see eval/vbench_models.py.
+``{"value": None, "reason": ...}``, never as a stand-in number; a stand-in computed another way
+carries its own name: ``motion_smoothness_linear_proxy`` (no AMT) and ``dynamic_degree_dis``
+(OpenCV DIS flow instead of RAFT; ``dynamic_degree`` is VBench's, with RAFT, the default when
+``raft_large.*`` is in the weights folder). Model files: see eval/vbench_models.py and, for aesthetic
+and imaging quality, overall consistency and AMT motion smoothness, eval/vbench_files.py. Videos are
+decoded with decord, as VBench does, when it is installed (extra ``vbench``), else with OpenCV;
+the output says which (``eval.video_decoder``).
 
-    python -m eval.vbench --videos DIR [--dims ...] [--weights DIR] [--flow opencv|raft] [--json OUT]
+    python -m eval.vbench --videos DIR [--dims ...] [--weights DIR] [--prompts FILE] [--decoder ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -20,26 +25,33 @@ import cv2
 import numpy as np
 import torch
 
+from data_pipeline.video_io import VideoDecodeError
+from eval import vbench_quality
+from eval.static_flag import describe, flag_from_differences, frame_difference
+from eval.vbench_files import MissingWeights, not_computed, read_prompts
 from eval.vbench_models import (
     RAFT_MIN_SIZE,
+    RAFT_STEM,
     WeightsError,
     extract_features,
+    has_weights,
     load_backbone,
     load_raft,
     preprocess_clip,
     preprocess_dino,
     raft_flow,
 )
+from eval.video_decoder import DECODERS, read_frames, resolve_decoder
 
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
-NO_WEIGHTS = ("temporal_flickering", "motion_smoothness_linear_proxy", "dynamic_degree")
+NO_WEIGHTS = ("temporal_flickering", "motion_smoothness_linear_proxy", "dynamic_degree_dis")
 WEIGHTED = ("subject_consistency", "background_consistency")
-EXTERNAL = {  # VBench dimensions whose networks this project does not ship
-    "motion_smoothness": "needs a frame interpolator (VBench: AMT-S); pass interpolate=fn(frame0, frame1) from Python",
-    "aesthetic_quality": "needs the LAION aesthetic predictor on CLIP ViT-L/14; pass scorers={'aesthetic_quality': fn}",
-    "imaging_quality": "needs MUSIQ (SPAQ); pass scorers={'imaging_quality': fn}",
+RAFT_DIMENSION = "dynamic_degree"  # VBench's dynamic degree: RAFT flow, needs raft_large.* weights
+EXTERNAL = {  # what motion_smoothness() needs when called without an interpolator
+    "motion_smoothness": "needs a frame interpolator (VBench: AMT-S, amt-s.pth); pass interpolate=fn(frame0, frame1)",
 }
-DIMENSIONS = NO_WEIGHTS + WEIGHTED + tuple(EXTERNAL)
+QUALITY = vbench_quality.DIMENSIONS  # aesthetic, imaging, overall consistency, AMT smoothness: eval/vbench_quality.py
+DIMENSIONS = NO_WEIGHTS + WEIGHTED + (RAFT_DIMENSION,) + QUALITY
 PAIR_WEIGHTED = WEIGHTED  # VBench averages these over all frames of all videos, not per video
 
 
@@ -202,18 +214,21 @@ def evaluate_video(
     dims=None,
     weights_dir=None,
     *,
-    flow: str = "opencv",
     models=None,
     interpolate=None,
     scorers=None,
+    prompt=None,
     device=None,
 ) -> dict:
     """``{dimension: {"value": float | None, ...}}`` for one video; unavailable ones carry a ``reason``.
 
     ``models``: preloaded modules by name (``dino``, ``clip``, ``raft``), so that many videos load
     them once; otherwise they are loaded from ``weights_dir``. Missing weight files raise WeightsError.
+    ``dynamic_degree`` runs RAFT, ``dynamic_degree_dis`` OpenCV's DIS flow. The ``QUALITY`` dimensions
+    use ``models[dim]`` or their files in ``weights_dir`` (a missing file makes them unavailable);
+    ``prompt`` is the video's prompt for ``overall_consistency``.
     """
-    dims = list(dims) if dims else default_dims(weights_dir is not None)
+    dims = list(dims) if dims else default_dims(weights_dir)
     unknown = [d for d in dims if d not in DIMENSIONS]
     if unknown:
         raise ValueError(f"unknown VBench dimension(s) {unknown}; choose from {list(DIMENSIONS)}")
@@ -228,10 +243,14 @@ def evaluate_video(
                     "value": motion_smoothness_linear_proxy(frames),
                     "notes": "odd frames predicted as the mean of their neighbours, not AMT",
                 }
+            elif dim in QUALITY and dim not in scorers and not (dim == "motion_smoothness" and interpolate):
+                model = models.get(dim)
+                out[dim] = vbench_quality.evaluate(dim, frames, model, weights_dir, prompt, device, motion_smoothness)
             elif dim == "motion_smoothness":
                 out[dim] = {"value": motion_smoothness(frames, interpolate), "backend": "given interpolator"}
-            elif dim == "dynamic_degree":
-                result = dynamic_degree(frames, fps, flow, weights_dir, model=models.get("raft"), device=device)
+            elif dim in (RAFT_DIMENSION, "dynamic_degree_dis"):
+                backend = "raft" if dim == RAFT_DIMENSION else "opencv"
+                result = dynamic_degree(frames, fps, backend, weights_dir, model=models.get("raft"), device=device)
                 out[dim] = {"value": float(result.pop("dynamic")), **result}
             elif dim in WEIGHTED:
                 kind = "dino" if dim == "subject_consistency" else "clip"
@@ -245,13 +264,17 @@ def evaluate_video(
                 out[dim] = {"value": float(scorers[dim](np.asarray(frames))), "backend": "given scorer"}
             else:
                 out[dim] = _unavailable(EXTERNAL[dim])
-        except Unavailable as exc:
+        except (Unavailable, vbench_quality.Unscorable, MissingWeights) as exc:
             out[dim] = _unavailable(str(exc))
     return out
 
 
-def default_dims(have_weights: bool) -> list[str]:
-    return list(NO_WEIGHTS + (WEIGHTED if have_weights else ()))
+def default_dims(weights_dir=None) -> list[str]:
+    """The dimensions computed by default: those that need no weights, and with ``weights_dir`` the consistency
+    ones; dynamic degree with RAFT (VBench's) when ``raft_large.*`` is there, else the DIS stand-in."""
+    motion = RAFT_DIMENSION if has_weights(weights_dir, RAFT_STEM) else "dynamic_degree_dis"
+    weighted = WEIGHTED + QUALITY if weights_dir else ()
+    return [*(motion if d == "dynamic_degree_dis" else d for d in NO_WEIGHTS), *weighted]
 
 
 def mean_over_videos(results: list[dict]) -> dict:
@@ -292,32 +315,40 @@ def evaluate_videos(
     dims=None,
     weights_dir=None,
     *,
-    flow: str = "opencv",
     fps: float | None = None,
+    decoder: str = "auto",
+    prompts: dict | None = None,
     device=None,
     progress: bool = True,
     **kwargs,
-) -> tuple[dict, dict]:
-    """Mean results over the video files ``paths`` and the per-video results; models are loaded once."""
+) -> tuple[dict, dict, dict]:
+    """Mean results over the video files ``paths``, the per-video results, and ``{"decoder", "static"}``:
+    the decoder that read the videos and the static-video flag of the set (``eval.static_flag``).
+    Models are loaded once; ``prompts``: ``{path: prompt}`` for overall consistency."""
     from tqdm import tqdm
 
-    from data_pipeline.video_io import read_video_file
-
-    dims = list(dims) if dims else default_dims(weights_dir is not None)
+    dims = list(dims) if dims else default_dims(weights_dir)
+    decoder = resolve_decoder(decoder)
     models = {}
     if "subject_consistency" in dims:
         models["dino"] = load_backbone("dino", weights_dir, device=device)
     if "background_consistency" in dims:
         models["clip"] = load_backbone("clip", weights_dir, device=device)
-    if "dynamic_degree" in dims and flow == "raft":
+    if RAFT_DIMENSION in dims:
         models["raft"] = load_raft(weights_dir, device)
-    per_video = {}
+    models.update(vbench_quality.load_models(dims, weights_dir, device)[0])
+    per_video, differences = {}, []
     for path in tqdm(list(paths), desc="vbench", unit="video", disable=not progress):
         rate = fps if fps else video_fps(path)
+        frames = read_frames(path, decoder)
+        prompt = (prompts or {}).get(path)
         per_video[path] = evaluate_video(
-            read_video_file(path), rate, dims, weights_dir, flow=flow, models=models, device=device, **kwargs
+            frames, rate, dims, weights_dir, models=models, prompt=prompt, device=device, **kwargs
         )
-    return mean_over_videos(list(per_video.values())), per_video
+        if len(frames) >= 2:
+            differences.append(frame_difference(frames))
+    info = {"decoder": decoder, "static": flag_from_differences(differences)}
+    return mean_over_videos(list(per_video.values())), per_video, info
 
 
 def _notes(r: dict) -> str:
@@ -343,10 +374,21 @@ def main(argv=None) -> int:
         "--dims",
         nargs="+",
         choices=DIMENSIONS,
-        help="default: those that need no weights, plus subject/background consistency with --weights",
+        help="default: those that need no weights (dynamic degree with RAFT when raft_large.* is in --weights), "
+        "plus with --weights the consistency, aesthetic, imaging, overall consistency and AMT smoothness ones",
     )
-    parser.add_argument("--weights", help="folder of local weights (dino_vitb16.*, clip_vitb32.*, raft_large.*)")
-    parser.add_argument("--flow", choices=("opencv", "raft"), default="opencv", help="dynamic_degree flow backend")
+    parser.add_argument(
+        "--weights",
+        help="folder of local weights: dino_vitb16.*, clip_vitb32.*, raft_large.* and VBench's own files "
+        "(ViT-L-14.pt, sa_0_4_vit_l_14_linear.pth, musiq_spaq_ckpt-358bb6af.pth, ViClip-InternVid-10M-FLT.pth, "
+        "amt-s.pth; ~/.cache/vbench works as it is)",
+    )
+    parser.add_argument(
+        "--prompts", help='JSON {"video.mp4": "its prompt"} for overall_consistency (default: VBench\'s file-name rule)'
+    )
+    parser.add_argument(
+        "--decoder", choices=DECODERS, default="auto", help="video decoder (auto: decord, VBench's, when installed)"
+    )
     parser.add_argument("--fps", type=float, help="frame rate for dynamic_degree (default: each file's, else 8)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", help="write the results here")
@@ -361,18 +403,20 @@ def main(argv=None) -> int:
     paths = sorted(os.path.join(args.videos, n) for n in os.listdir(args.videos) if n.lower().endswith(VIDEO_EXTS))
     if not paths:
         return fail(f"--videos {args.videos}: no video file ({'/'.join(e[1:] for e in VIDEO_EXTS)}) in it")
-    if args.flow == "raft" and args.weights is None and (args.dims is None or "dynamic_degree" in args.dims):
-        return fail("--flow raft needs --weights DIR holding raft_large.safetensors (torchvision raft_large weights)")
     try:
-        means, per_video = evaluate_videos(
-            paths, args.dims, args.weights, flow=args.flow, fps=args.fps, device=args.device
+        prompts = read_prompts(paths, args.prompts)
+        means, per_video, info = evaluate_videos(
+            paths, args.dims, args.weights, fps=args.fps, decoder=args.decoder, prompts=prompts, device=args.device
         )
-    except (WeightsError, ImportError) as exc:
-        return fail(str(exc))
+    except (WeightsError, ImportError, VideoDecodeError, ValueError) as exc:
+        return fail(" ".join(str(exc).split()))
+    print(f"{len(paths)} videos decoded with {info['decoder']}")
     print(format_table(means))
+    print(describe(info["static"]))
+    print("\n".join(not_computed(means, args.weights)))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"videos": paths, "mean": means, "per_video": per_video}, f, indent=2)
+            json.dump({"videos": paths, "mean": means, "per_video": per_video, **info}, f, indent=2)
     return 0
 
 

@@ -7,19 +7,31 @@ Expected files in the ``--weights`` folder (each may end in ``.safetensors``, ``
 file                       network                                           dimension
 =========================  ================================================  ==========================
 ``dino_vitb16.*``          timm ``vit_base_patch16_224.dino`` (DINO ViT-B/16)  subject_consistency
-``clip_vitb32.*``          timm ``vit_base_patch32_clip_224.openai``           background_consistency
-                           (OpenAI CLIP ViT-B/32 image tower, 512-d output)
-``raft_large.*``           torchvision ``raft_large``                        dynamic_degree ``raft``
+``clip_vitb32.*``          timm ``vit_base_patch32_clip_quickgelu_224.openai`` background_consistency
+                           (OpenAI CLIP ViT-B/32 image tower, QuickGELU, 512-d)
+``raft_large.*``           torchvision ``raft_large``                        dynamic_degree
 =========================  ================================================  ==========================
 
 timm's ViT checkpoint filter runs on the loaded dict, so DINO's own ``dino_vitbase16_pretrain.pth``
 (what VBench loads) and an OpenAI CLIP state dict (``visual.*`` keys) load as well. For RAFT use
 ``Raft_Large_Weights.C_T_V1``: torchvision's port of ``raft-things.pth``, the checkpoint VBench uses.
 Nothing here downloads; torchvision is imported only for the RAFT backend.
+
+What VBench runs, and what is matched here (``vbench/utils.py``, ``subject_consistency.py``,
+``background_consistency.py``; DINO's ``vision_transformer.py``):
+
+- frames are resized with ``antialias=False`` (VBench's transforms since late 2024), which differs
+  from an antialiased resize whenever a frame is scaled down;
+- OpenAI's CLIP uses QuickGELU (``x * sigmoid(1.702 x)``), hence timm's ``quickgelu`` variant: the
+  plain ``vit_base_patch32_clip_224`` uses exact GELU and gives other features from the same weights;
+- DINO runs at the frame's own aspect ratio and interpolates its position embeddings with its own
+  ``interpolate_pos_encoding`` (bicubic with ``scale_factor=(n + 0.1) / 14``, ``dino_pos_embed``),
+  not timm's resampler; on non-square frames the two differ (``DinoFeatures`` runs DINO's forward).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -32,7 +44,7 @@ WEIGHT_EXTS = (".safetensors", ".pth", ".pt", ".bin")
 # kind -> (file stem, timm architecture, name in messages)
 BACKBONES = {
     "dino": ("dino_vitb16", "vit_base_patch16_224.dino", "DINO ViT-B/16"),
-    "clip": ("clip_vitb32", "vit_base_patch32_clip_224.openai", "CLIP ViT-B/32"),
+    "clip": ("clip_vitb32", "vit_base_patch32_clip_quickgelu_224.openai", "CLIP ViT-B/32"),
 }
 RAFT_STEM = "raft_large"
 
@@ -57,6 +69,13 @@ def _save_hint(stem: str, build: str) -> str:
         f'on a connected machine run: python -c "import safetensors.torch as st, {build.split(".")[0]}; '
         f"st.save_file({build}.state_dict(), '{stem}.safetensors')\""
     )
+
+
+def has_weights(weights_dir, stem: str) -> bool:
+    """Whether ``weights_dir`` holds ``stem.<ext>`` in one of ``WEIGHT_EXTS``."""
+    if weights_dir is None:
+        return False
+    return any(os.path.isfile(os.path.join(weights_dir, stem + ext)) for ext in WEIGHT_EXTS)
 
 
 def find_weight_file(weights_dir, stem: str, what: str, build: str) -> str:
@@ -108,12 +127,55 @@ def _load_into(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
+def dino_pos_embed(pos_embed: torch.Tensor, height: int, width: int, patch: int) -> torch.Tensor:
+    """DINO's ``interpolate_pos_encoding`` for an image of ``height x width`` pixels: ``pos_embed [1, 1 + N, D]``.
+
+    As DINO does: unchanged when the image is square with the trained number of patches; otherwise
+    the ``n x n`` grid (``n = sqrt(N)``) is resized bicubically with ``scale_factor=((rows + 0.1) / n,
+    (cols + 0.1) / n)``, ``rows, cols = height // patch, width // patch`` (the 0.1 keeps the output size
+    from rounding down). PyTorch places the samples by that factor, not by ``rows / n``, so the result
+    is not timm's ``resample_abs_pos_embed`` to ``(rows, cols)``.
+    """
+    count, dim = pos_embed.shape[1] - 1, pos_embed.shape[-1]
+    rows, cols = height // patch, width // patch
+    if rows * cols == count and height == width:
+        return pos_embed
+    side = math.sqrt(count)
+    grid = pos_embed[:, 1:].reshape(1, int(side), int(side), dim).permute(0, 3, 1, 2)  # [1, D, n, n]
+    grid = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic")
+    if grid.shape[-2:] != (rows, cols):
+        raise ValueError(f"position grid {tuple(grid.shape[-2:])} does not fit {rows}x{cols} patches")
+    return torch.cat([pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, rows * cols, dim)], dim=1)
+
+
+class DinoFeatures(nn.Module):
+    """A timm DINO ViT run the way DINO's own forward runs it: the [CLS] feature ``[N, D]`` of ``[N, 3, H, W]``.
+
+    Patch embedding by the strided convolution (which drops the pixels beyond the last whole patch),
+    the [CLS] token, ``dino_pos_embed`` for the frame's size, the blocks and the final norm.
+    """
+
+    def __init__(self, vit: nn.Module):
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        vit = self.vit
+        patch = vit.patch_embed.patch_size[0]
+        tokens = vit.patch_embed.norm(vit.patch_embed.proj(images).flatten(2).transpose(1, 2))  # [N, L, D]
+        tokens = torch.cat([vit.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)  # [N, 1 + L, D]
+        tokens = vit.pos_drop(tokens + dino_pos_embed(vit.pos_embed, *images.shape[-2:], patch))
+        return vit.norm(vit.blocks(vit.norm_pre(tokens)))[:, 0]
+
+
 def load_backbone(kind: str, weights_dir=None, model: nn.Module | None = None, device=None) -> nn.Module:
     """The ``dino`` or ``clip`` feature extractor in eval mode on ``device``.
 
     ``model=None`` builds the timm architecture and loads ``weights_dir/<stem>.*`` into it. A given
     ``model`` (any module mapping ``[N, 3, H, W]`` to ``[N, D]``) replaces the architecture: with
-    ``weights_dir`` the same file is loaded into it, without it the module is used as it is.
+    ``weights_dir`` the same file is loaded into it, without it the module is used as it is. A timm
+    ViT for ``dino`` is wrapped in ``DinoFeatures``, so it sees frames at their own aspect ratio with
+    DINO's position-embedding interpolation.
     """
     stem, arch, what = BACKBONES[kind]
     build = f"timm.create_model('{arch}', pretrained=True)"
@@ -121,11 +183,13 @@ def load_backbone(kind: str, weights_dir=None, model: nn.Module | None = None, d
         path = find_weight_file(weights_dir, stem, what, build)
         import timm
 
-        # DINO sees the short side resized to 224 and the long side unchanged in ratio (no crop)
-        extra = {"dynamic_img_size": True} if kind == "dino" else {}
-        model = _load_into(timm.create_model(arch, pretrained=False, **extra), path)
+        model = _load_into(timm.create_model(arch, pretrained=False), path)
     elif weights_dir is not None:
         model = _load_into(model, find_weight_file(weights_dir, stem, what, build))
+    from timm.models.vision_transformer import VisionTransformer
+
+    if kind == "dino" and isinstance(model, VisionTransformer):
+        model = DinoFeatures(model)
     return model.eval().to(default_device(device))
 
 
@@ -137,14 +201,17 @@ def _to_tensor(frames) -> torch.Tensor:
 
 
 def _resize_short(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """torchvision ``Resize(size)`` on a float tensor: short side to ``size``, long side truncated, antialiased."""
+    """torchvision ``Resize(size, antialias=False)`` on a float tensor: short side to ``size``, long side truncated.
+
+    ``antialias=False`` as VBench's transforms: a downscaled frame is sampled, not low-pass filtered.
+    """
     h, w = x.shape[-2:]
     short, long = min(h, w), max(h, w)
     new_short, new_long = size, int(size * long / short)
     new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
     if (new_h, new_w) == (h, w):
         return x
-    return F.interpolate(x, size=(new_h, new_w), mode=mode, align_corners=False, antialias=True)
+    return F.interpolate(x, size=(new_h, new_w), mode=mode, align_corners=False, antialias=False)
 
 
 def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -152,12 +219,14 @@ def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def preprocess_dino(frames) -> torch.Tensor:
-    """VBench's ``dino_transform(224)``: bilinear resize of the short side to 224 (no crop), /255, ImageNet mean/std."""
+    """VBench's ``dino_transform(224)``: bilinear resize of the short side to 224 without antialiasing (no crop),
+    /255, ImageNet mean/std."""
     return _normalize(_resize_short(_to_tensor(frames), INPUT_SIZE, "bilinear") / 255.0, DINO_MEAN, DINO_STD)
 
 
 def preprocess_clip(frames) -> torch.Tensor:
-    """VBench's ``clip_transform(224)``: bicubic short side to 224, centre crop 224, /255, CLIP mean/std."""
+    """VBench's ``clip_transform(224)``: bicubic short side to 224 without antialiasing, centre crop 224, /255,
+    CLIP mean/std."""
     x = _resize_short(_to_tensor(frames), INPUT_SIZE, "bicubic")
     h, w = x.shape[-2:]
     top, left = int(round((h - INPUT_SIZE) / 2.0)), int(round((w - INPUT_SIZE) / 2.0))
@@ -176,7 +245,7 @@ def extract_features(model: nn.Module, images: torch.Tensor, batch: int = 16) ->
     if patch is not None:
         ph, pw = (patch, patch) if isinstance(patch, int) else patch
         images = images[..., : images.shape[-2] // ph * ph, : images.shape[-1] // pw * pw]
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # a module without parameters runs on the CPU
     out = [model(images[i : i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)]
     feats = torch.cat(out)
     if feats.ndim != 2:

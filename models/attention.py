@@ -42,10 +42,11 @@ def sdpa_attention(q, k, v, key_mask=None):
 def flash_attention(q, k, v, key_mask=None):
     """flash-attn 2: ``flash_attn_func`` without a mask, ``flash_attn_varlen_func`` over the kept keys with one."""
     flash_attn = importlib.import_module("flash_attn")
+    deterministic = torch.are_deterministic_algorithms_enabled()  # its backward otherwise sums with atomics
     batch, _, queries, _ = q.shape
     q, k, v = (rearrange(x, "b h n d -> b n h d") for x in (q, k, v))  # flash-attn layout
     if key_mask is None:
-        out = flash_attn.flash_attn_func(q, k, v)
+        out = flash_attn.flash_attn_func(q, k, v, deterministic=deterministic)
         return rearrange(out, "b n h d -> b h n d")
     lengths = key_mask.sum(dim=1, dtype=torch.int32)  # kept keys per row
     cu_seqlens_k = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
@@ -58,6 +59,7 @@ def flash_attention(q, k, v, key_mask=None):
         cu_seqlens_k,
         queries,
         int(lengths.max()),
+        deterministic=deterministic,
     )
     return rearrange(out, "(b n) h d -> b h n d", b=batch)
 

@@ -2,8 +2,8 @@
 
 ``pixel`` scales to [-1, 1] with no compression; ``diffusers`` wraps a frozen video VAE that
 ``diffusers`` loads from a local folder (e.g. Wan2.1's ``AutoencoderKLWan``) and normalises its
-latents per channel. Every codec works on whole clips: ``[B, T, H, W, 3]`` uint8 in,
-``[B, C, T', H', W']`` float out.
+latents per channel; ``PrecomputedLatents`` stands for a codec whose latents are stored in the
+shards. Every codec works on whole clips: ``[B, T, H, W, 3]`` uint8 in, ``[B, C, T', H', W']`` float out.
 """
 
 from __future__ import annotations
@@ -137,6 +137,25 @@ class DiffusersCodec(Codec):
         return to_uint8(torch.cat([self.vae.decode(part).sample for part in z.split(self.chunk)]))
 
 
+class PrecomputedLatents(Codec):
+    """Stands for latents stored in the shards (``python -m unity.precompute``): carries the channels and
+    compression of the codec that made them and refuses to encode or decode, which needs that codec itself.
+
+    Training from such shards needs nothing else of the codec, so its weights need not be present.
+    """
+
+    def __init__(self, channels: int, temporal: int, spatial: int, made_by: str):
+        super().__init__()
+        self.channels, self.temporal, self.spatial = channels, temporal, spatial
+        self.made_by = made_by  # the codec that made the latents, in words, for the error message
+
+    def encode_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"these latents were precomputed by {self.made_by}; build that codec to encode pixels")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"these latents were precomputed by {self.made_by}; build that codec to decode them")
+
+
 def _compression(vae: nn.Module) -> tuple[int, int]:
     """``(temporal, spatial)`` compression of a diffusers video VAE, from its architecture."""
     config = vae.config
@@ -153,7 +172,7 @@ def _compression(vae: nn.Module) -> tuple[int, int]:
     return int(temporal), int(spatial)
 
 
-def _vae_folder(path: str) -> str:
+def vae_folder(path: str) -> str:
     """The VAE folder at ``path`` or its ``vae/`` subfolder; a clear error when there is none."""
     for folder in (path, os.path.join(path, "vae")):
         if path and os.path.isfile(os.path.join(folder, "config.json")):
@@ -167,7 +186,7 @@ def load_vae(path: str, dtype: torch.dtype | None = None) -> nn.Module:
         import diffusers
     except ImportError:
         raise ImportError("codec=diffusers needs the diffusers package: pip install -e '.[hf]'") from None
-    folder = _vae_folder(path)
+    folder = vae_folder(path)
     with open(os.path.join(folder, "config.json")) as f:
         name = json.load(f).get("_class_name", "")
     cls = getattr(diffusers, name, None)

@@ -9,6 +9,7 @@ flow-matching velocity of every stream. Which streams are noised (the task) is o
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
@@ -17,19 +18,27 @@ from torch.utils.checkpoint import checkpoint
 from .attention import AttentionBackend
 from .blocks import FinalLayer, UnityBlock
 from .config import ModelConfig
-from .context import InContextLearner
+from .context import RGB, InContextLearner
 from .embed import PatchEmbed, unpatchify
+from .hub import LocalHubMixin
 from .rope import rope_tables, stream_positions
 from .sequence_parallel import SequenceParallel
 from .switcher import ModalitySwitcher
 
 
-class UnityDiT(nn.Module):
-    """Patch embedding -> ``depth`` AdaLN-Zero blocks over all streams' tokens -> per-stream final layer."""
+class UnityDiT(nn.Module, LocalHubMixin):
+    """Patch embedding -> ``depth`` AdaLN-Zero blocks over all streams' tokens -> per-stream final layer.
 
-    def __init__(self, config: ModelConfig, in_channels: int, text_dim: int):
+    ``save_pretrained(dir)`` / ``from_pretrained(dir)`` write and read ``config.json`` + ``model.safetensors``
+    (``models/hub.py``); ``config`` may then be the dict of a ``ModelConfig``.
+    """
+
+    def __init__(self, config: ModelConfig | dict, in_channels: int, text_dim: int):
         super().__init__()
+        config = ModelConfig(**config) if isinstance(config, dict) else config
         config.validate()
+        # what save_pretrained writes to config.json: the constructor's arguments
+        self._hub_mixin_config = {"config": asdict(config), "in_channels": in_channels, "text_dim": text_dim}
         self.config = config
         self.in_channels = in_channels
         self.text_dim = text_dim
@@ -38,15 +47,34 @@ class UnityDiT(nn.Module):
         self.grad_checkpointing = config.grad_checkpointing
         self.attend = AttentionBackend(config.attention)
 
+        patch_dim = in_channels * math.prod(self.patch)
         self.patch_embed = PatchEmbed(in_channels, self.patch, config.hidden)
-        self.switcher = ModalitySwitcher(config.hidden, config.num_modalities, config.switcher, config.timesteps)
+        self.switcher = ModalitySwitcher(
+            config.hidden, config.num_modalities, config.switcher, config.timesteps, config.time_freq_dim
+        )
         cross_attention = config.in_context != "none"
-        self.context = InContextLearner(text_dim, config.hidden, config.in_context) if cross_attention else None
+        self.context = (
+            InContextLearner(text_dim, config.hidden, config.in_context, config.text_pad) if cross_attention else None
+        )
         self.blocks = nn.ModuleList(
-            UnityBlock(config.hidden, config.heads, config.mlp_ratio, config.qk_norm, cross_attention, self.attend)
+            UnityBlock(
+                config.hidden,
+                config.heads,
+                config.mlp_width,
+                config.qk_norm,
+                cross_attention,
+                self.attend,
+                config.qk_norm_scope,
+                config.stream_gate,
+            )
             for _ in range(config.depth)
         )
-        self.final = FinalLayer(config.hidden, in_channels * math.prod(self.patch))
+        self.final = FinalLayer(config.hidden, patch_dim, config.final_layer)
+        # The auxiliary streams' own way in and out (aux_path: copied) and their zero-initialised input map.
+        copied = config.aux_path == "copied"
+        self.aux_patch_embed = PatchEmbed(in_channels, self.patch, config.hidden) if copied else None
+        self.aux_final = FinalLayer(config.hidden, patch_dim, config.final_layer) if copied else None
+        self.aux_in = nn.Linear(config.hidden, config.hidden) if config.aux_in_proj else None
         self.sequence_parallel: SequenceParallel | None = None
         self.initialize_weights()
 
@@ -77,12 +105,17 @@ class UnityDiT(nn.Module):
             nn.init.normal_(linear.weight, std=0.02)
         if self.switcher.modality_embed is not None:
             nn.init.normal_(self.switcher.modality_embed.weight, std=0.02)
-        zeroed = [self.switcher.modulation[-1], self.final.modulation[-1], self.final.linear]
+        zeroed = [self.switcher.modulation[-1], self.final.linear] + ([self.aux_in] if self.aux_in is not None else [])
+        if self.config.final_layer == "adaln":
+            zeroed.append(self.final.modulation[-1])
         for linear in zeroed:
             nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
         for block in self.blocks:
             nn.init.zeros_(block.modulation)
+        if self.aux_patch_embed is not None:  # auxiliary streams start from the rgb path
+            self.aux_patch_embed.load_state_dict(self.patch_embed.state_dict())
+            self.aux_final.load_state_dict(self.final.state_dict())
 
     def forward(
         self, x, modality, t, caption=None, caption_mask=None, prompt=None, prompt_mask=None, layout: str | None = None
@@ -90,7 +123,8 @@ class UnityDiT(nn.Module):
         """Velocity of every stream.
 
         x ``[B, S, C, T, H, W]``; modality long ``[B, S]`` (registry indices, rgb = 0); t ``[B, S]``
-        (0 = clean); caption ``[B, Lc, text_dim]`` + caption_mask bool ``[B, Lc]``; prompt
+        (0 = clean; Wan's ``timestep / 1000``), or ``[B, S, T / pt]``, a time per stream and token frame;
+        caption ``[B, Lc, text_dim]`` + caption_mask bool ``[B, Lc]``; prompt
         ``[B, S, Lp, text_dim]`` + prompt_mask bool ``[B, S, Lp]`` (True = real token). The caption
         is unused with ``in_context: none`` and the prompt unless ``in_context: dual``; those may be None.
         ``layout`` overrides ``model.layout`` for this call (a visual sentence's streams follow in time).
@@ -102,8 +136,17 @@ class UnityDiT(nn.Module):
 
         sp = self.sequence_parallel
         local = slice(None) if sp is None else sp.local(math.prod(grid))  # this rank's tokens of each stream
-        tokens = self.patch_embed(x, local).to(x.dtype)  # [B, S, N(/P), D]; the residual stream keeps x's dtype
-        c, modulation = self.switcher(t, modality)  # [B, S, D], [B, S, 6, D]
+        aux = (modality != RGB)[:, :, None, None]  # [B, S, 1, 1]
+        tokens = self.patch_embed(x, local)  # [B, S, N(/P), D]
+        if self.aux_patch_embed is not None:
+            tokens = torch.where(aux, self.aux_patch_embed(x, local), tokens)
+        if self.aux_in is not None:
+            tokens = torch.where(aux, self.aux_in(tokens), tokens)
+        tokens = tokens.to(x.dtype)  # the residual stream keeps x's dtype
+        c, modulation = self.switcher(t, modality)  # [B, S, D], [B, S, 6, D]; per frame [B, S, F, D], [B, S, F, 6, D]
+        if t.ndim == 3 and sp is not None:  # a rank's share of the tokens need not hold whole frames: one per token
+            frame = torch.arange(math.prod(grid), device=x.device)[local] // (grid[1] * grid[2])
+            c, modulation = c[:, :, frame], modulation[:, :, frame]
         token_embedding = self.switcher.token_embedding(modality)
         if token_embedding is not None:
             tokens = tokens + token_embedding.to(tokens.dtype)
@@ -114,19 +157,23 @@ class UnityDiT(nn.Module):
         context, context_mask = (None, None)
         if self.context is not None:
             context, context_mask = self.context(modality, caption, caption_mask, prompt, prompt_mask)
+        gated = modality == RGB if self.config.stream_gate else None  # [B, S]
 
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, modulation, rope, context, context_mask, use_reentrant=False)
+                tokens = checkpoint(block, tokens, modulation, rope, context, context_mask, gated, use_reentrant=False)
             else:
-                tokens = block(tokens, modulation, rope, context, context_mask)
+                tokens = block(tokens, modulation, rope, context, context_mask, gated)
 
         out = self.final(tokens, c)  # [B, S, N(/P), pt·ph·pw·C]
+        if self.aux_final is not None:
+            out = torch.where(aux, self.aux_final(tokens, c), out)
         if sp is not None:
             out = sp.gather(out, dim=2)  # all N tokens, every rank's share in order
         out = unpatchify(out, self.patch, grid)  # [B, S, C, T, H, W]
         if self.config.prediction == "x":  # the head predicted the clean stream x̂_0: v = (x_t - x̂_0) / t
-            out = (x - out) / t.clamp(min=self.config.x_min_t)[:, :, None, None, None, None].to(out.dtype)
+            t_frames = t[:, :, None] if t.ndim == 2 else t.repeat_interleave(self.patch[0], dim=2)  # [B, S, 1 or T]
+            out = (x - out) / t_frames.clamp(min=self.config.x_min_t)[:, :, None, :, None, None].to(out.dtype)
         return out.to(x.dtype)
 
     def check_inputs(self, x, modality, t, caption, caption_mask, prompt, prompt_mask) -> None:
@@ -138,7 +185,8 @@ class UnityDiT(nn.Module):
             raise ValueError(
                 f"x [B, S, C, T, H, W] = {tuple(x.shape)}: T, H, W must be multiples of the patch {self.patch}"
             )
-        expected = {"modality": (modality, (batch, streams)), "t": (t, (batch, streams))}
+        t_shape = (batch, streams) if t is None or t.ndim != 3 else (batch, streams, x.shape[3] // self.patch[0])
+        expected = {"modality": (modality, (batch, streams)), "t": (t, t_shape)}
         if self.context is not None:
             lc = caption.shape[1] if caption is not None and caption.ndim == 3 else "Lc"
             expected["caption"] = (caption, (batch, lc, self.text_dim))

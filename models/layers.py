@@ -33,12 +33,25 @@ class RMSNorm32(nn.RMSNorm):
         return F.rms_norm(x.float(), self.normalized_shape, weight, self.eps).to(x.dtype)
 
 
+def per_token(x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x [B, S, N, D]`` and a per-stream ``m [B, S, D]`` or per-frame ``m [B, S, F, D]`` (N = F·n), broadcastable.
+
+    Per frame, ``x`` is viewed as ``[B, S, F, n, D]``: tokens are in (t, h, w) raster order, so each of
+    the F groups of n consecutive tokens is one frame (F = N gives one value per token).
+    """
+    if m.ndim == 3:
+        return x, m[:, :, None]
+    return x.unflatten(2, (m.shape[2], -1)), m[:, :, :, None]
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: ``x [B, S, N, D] * (1 + scale) + shift`` with per-stream ``shift, scale [B, S, D]``, in fp32."""
-    out = x.float() * (1 + scale.float()[:, :, None]) + shift.float()[:, :, None]
-    return out.to(x.dtype)
+    """AdaLN: ``x [B, S, N, D] * (1 + scale) + shift`` per stream or per frame (:func:`per_token`), in fp32."""
+    grouped, shift = per_token(x.float(), shift.float())
+    out = grouped * (1 + per_token(x, scale.float())[1]) + shift
+    return out.reshape(x.shape).to(x.dtype)
 
 
 def gated_residual(x: torch.Tensor, gate: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
-    """``x + gate · update`` with a per-stream gate ``[B, S, D]``, kept in the residual stream's dtype."""
-    return x + (gate.float()[:, :, None] * update.float()).to(x.dtype)
+    """``x + gate · update`` with a per-stream or per-frame gate, kept in the residual stream's dtype."""
+    grouped, gate = per_token(update.float(), gate.float())
+    return x + (gate * grouped).reshape(x.shape).to(x.dtype)

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from .config import ModelConfig
 from .dit import UnityDiT
-from .flops import context_length, forward_flops, latent_grid, tokens_per_stream
+from .flops import attention_quadratic_flops, context_length, forward_flops, latent_grid, tokens_per_stream
 
 # Parameter-name prefix -> component; the components partition the parameters.
 COMPONENTS = (
@@ -27,7 +27,10 @@ COMPONENTS = (
     ("switcher.modulation.", "modulation"),
     ("context.text_proj.", "text_projection"),
     ("patch_embed.", "patch_embed"),
+    ("aux_patch_embed.", "patch_embed"),
+    ("aux_in.", "patch_embed"),
     ("final.", "final_layer"),
+    ("aux_final.", "final_layer"),
 )
 BLOCK_COMPONENTS = {
     "attn": "self_attn",
@@ -73,7 +76,7 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
 
 def summarize(
     config: ModelConfig,
-    channels: int = 3,
+    channels: int | None = None,
     text_dim: int | None = None,
     frames: int = 16,
     height: int = 64,
@@ -83,7 +86,11 @@ def summarize(
     caption_tokens: int | None = None,
     prompt_tokens: int | None = None,
 ) -> dict:
-    """Parameters (total, per component and group) and forward FLOPs per sample for a clip geometry."""
+    """Parameters (total, per component and group) and forward FLOPs per sample for a clip geometry.
+
+    ``channels``: the codec's (default ``model.in_channels``, else 3, the pixel codec's).
+    """
+    channels = channels or config.in_channels or 3
     text_dim = text_dim or config.text_dim
     caption_tokens = caption_tokens or config.text_max_tokens
     prompt_tokens = prompt_tokens or config.text_max_tokens
@@ -102,6 +109,13 @@ def summarize(
         "tokens": streams * tokens_per_stream(config, grid),
         "tokens_per_stream": tokens_per_stream(config, grid),
         "context_tokens": context_length(config, caption_tokens, prompt_tokens),
+        "attention_quadratic_flops": attention_quadratic_flops(config, grid, streams),
+        "against_two_streams": {  # the pair (rgb and one modality): how cost grows with the streams
+            "tokens": streams / 2,
+            "flops_forward": flops["total"]
+            / forward_flops(config, channels, text_dim, grid, 2, caption_tokens, prompt_tokens)["total"],
+            "attention_quadratic": (streams / 2) ** 2,
+        },
         "geometry": {
             "frames": frames,
             "height": height,
@@ -117,6 +131,7 @@ def summarize(
             "depth": config.depth,
             "heads": config.heads,
             "mlp_ratio": config.mlp_ratio,
+            "mlp_width": config.mlp_width,
             "text_dim": text_dim,
         },
     }
@@ -145,6 +160,16 @@ def format_table(summary: dict) -> str:
     )
     lines.append(f"{'forward FLOPs / sample':<24}{human(summary['flops_forward'])}")
     lines += [f"  {k:<22}{human(v)}" for k, v in summary["flops_components"].items()]
+    quadratic = summary["attention_quadratic_flops"]
+    lines.append(
+        f"  {'self_attn q·kᵀ, a·v':<22}{human(quadratic)}  ({quadratic / summary['flops_forward']:.1%} of the "
+        "forward: quadratic in the tokens of all streams)"
+    )
+    growth = summary["against_two_streams"]
+    lines.append(
+        f"against 2 streams (rgb and one modality): tokens x{growth['tokens']:.2f}, forward FLOPs "
+        f"x{growth['flops_forward']:.2f}, quadratic attention term x{growth['attention_quadratic']:.2f}"
+    )
     return "\n".join(lines)
 
 
@@ -155,8 +180,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=64, help="square frame size, pixels")
     parser.add_argument("--height", type=int, default=None, help="frame height, pixels (overrides --size)")
     parser.add_argument("--width", type=int, default=None, help="frame width, pixels (overrides --size)")
-    parser.add_argument("--streams", type=int, default=2)
-    parser.add_argument("--channels", type=int, default=3, help="codec channels (3 pixel, 16 Wan2.1 VAE)")
+    parser.add_argument("--streams", type=int, default=2, help="streams per sample: rgb and k auxiliary ones (k + 1)")
+    parser.add_argument(
+        "--channels", type=int, default=None, help="codec channels (default model.in_channels, else 3 for pixels)"
+    )
     parser.add_argument("--compression", type=int, nargs=3, default=[1, 1, 1], metavar=("T", "H", "W"))
     parser.add_argument("--text-dim", type=int, default=None, help="text embedding width (default model.text_dim)")
     parser.add_argument("--caption-tokens", type=int, default=None, help="default model.text_max_tokens")

@@ -142,7 +142,7 @@ class PrecomputedText(TextEncoder):
         )
 
 
-def _hf_folders(path: str) -> tuple[str, str]:
+def hf_folders(path: str) -> tuple[str, str]:
     """``(tokenizer folder, encoder folder)``: ``path`` itself, or its ``tokenizer/`` + ``text_encoder/``."""
     if path and os.path.isfile(os.path.join(path, "config.json")):
         return path, path
@@ -157,7 +157,7 @@ def load_hf_text(path: str, max_tokens: int, dtype: torch.dtype | None = None) -
         import transformers
     except ImportError:
         raise ImportError("text_encoder=hf needs the transformers package: pip install -e '.[hf]'") from None
-    tokenizer_folder, model_folder = _hf_folders(path)
+    tokenizer_folder, model_folder = hf_folders(path)
     config = transformers.AutoConfig.from_pretrained(model_folder, local_files_only=True)
     cls = {
         "t5": transformers.T5EncoderModel,

@@ -1,7 +1,8 @@
 """Fixtures shared across test files (one miniature training run per session) and the `slow` marker.
 
 Layout: ``unit/`` (fast, in-process), ``integration/`` (end to end: training runs, CLIs, several
-ranks; every test there is marked ``slow``), ``helpers/`` (shared code and rank workers, not tests).
+ranks; every test there is marked ``slow``), ``gpu/`` (marked ``gpu``: each skips without CUDA),
+``helpers/`` (shared code and rank workers, not tests).
 """
 
 import subprocess

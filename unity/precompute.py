@@ -2,6 +2,9 @@
 
     python -m unity.precompute --data DIR --out DIR [--config configs/x.yaml] [key=value ...]
 
+``--data`` is a shard folder (holding ``dataset.json``) or a run's data root, whose every split
+folder (``train/``, ``val/``, ``test/``) is then written to the same name under ``--out``.
+
 What is written: ``unity/train/precompute.py``.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import torch
@@ -24,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m unity.precompute", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", required=True, help="shard folder to read (holding dataset.json)")
+    parser.add_argument("--data", required=True, help="shard folder to read (holding dataset.json), or a data root")
     parser.add_argument("--out", required=True, help="new shard folder to write")
     parser.add_argument("--config", default=None, help="YAML config; its model section names codec and text encoder")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -39,23 +43,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        dataset = precompute(
-            args.data,
-            args.out,
-            OmegaConf.to_object(config.model),
-            args.device,
-            DTYPES[args.dtype],
-            seed=config.run.seed,
+    for data, out in split_folders(args.data, args.out):
+        try:
+            dataset = precompute(
+                data, out, OmegaConf.to_object(config.model), args.device, DTYPES[args.dtype], seed=config.run.seed
+            )
+        except (OSError, ImportError, ValueError) as e:  # missing weights or data, a folder in the way
+            print(f"precompute: {e}", file=sys.stderr)
+            return 2
+        print(
+            f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {out} "
+            f"({dataset['skipped']} skipped)"
         )
-    except (OSError, ImportError, ValueError) as e:  # missing weights or data, a folder in the way
-        print(f"precompute: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {dataset['samples']} samples in {len(dataset['shards'])} shard(s) to {args.out} "
-        f"({dataset['skipped']} skipped)"
-    )
     return 0
+
+
+def split_folders(data: str, out: str) -> list[tuple[str, str]]:
+    """``[(data, out)]`` for a shard folder; for a run's data root (``train/``, ``val/``, ... each with a
+    ``dataset.json``) one pair per split, so that ``--data data/synth --out data/latent`` does them all."""
+    if os.path.isfile(os.path.join(data, "dataset.json")) or not os.path.isdir(data):
+        return [(data, out)]
+    splits = sorted(name for name in os.listdir(data) if os.path.isfile(os.path.join(data, name, "dataset.json")))
+    return [(os.path.join(data, name), os.path.join(out, name)) for name in splits] or [(data, out)]
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from functools import partial
 
 from tqdm import tqdm
 
+from data_pipeline.card import SYNTHETIC_ESTIMATORS, SYNTHETIC_LICENSE, card
 from data_pipeline.modalities import MODALITIES
 from data_pipeline.schema import SCHEMA_VERSION, gt_member, video_member
 from data_pipeline.synthetic import SPLITS, WORLD_VERSION, SyntheticClip, render_clip
@@ -107,6 +108,7 @@ def build_synthetic(
         "world": WORLD_VERSION,
         "split": split,
         "args": {"clips": clips, "frames": frames, "size": size, "seed": seed, "with_gt": with_gt},
+        **card(SYNTHETIC_LICENSE, None, SYNTHETIC_ESTIMATORS),
     }
     render = partial(_render_sample, seed=seed, frames=frames, size=size, split=split, with_gt=with_gt)
     with contextlib.ExitStack() as stack:

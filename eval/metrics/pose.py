@@ -8,11 +8,9 @@ so people are matched anew in every frame before joints are compared.
 
 from __future__ import annotations
 
-from itertools import permutations
-
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-BRUTE_FORCE_MAX = 6  # exact matching by enumeration up to this many people on the smaller side
 NO_OVERLAP = 1e6  # matching cost of two people without a joint visible in both
 
 
@@ -26,29 +24,20 @@ def _pair_costs(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Minimum-cost one-to-one (pred, gt) pairs: enumeration for small sizes, else scipy's Hungarian solver."""
-    rows, cols = cost.shape
-    if min(rows, cols) == 0:
+    """Minimum-cost one-to-one (pred, gt) pairs of a rectangular cost matrix (scipy's Hungarian solver)."""
+    if min(cost.shape) == 0:
         return []
-    if min(rows, cols) > BRUTE_FORCE_MAX:
-        # scipy is only in the dev / hf extras, hence imported here
-        from scipy.optimize import linear_sum_assignment
-
-        return list(zip(*(a.tolist() for a in linear_sum_assignment(cost))))
-    if rows <= cols:
-        best = min(permutations(range(cols), rows), key=lambda c: cost[range(rows), list(c)].sum())
-        return list(zip(range(rows), best))
-    best = min(permutations(range(rows), cols), key=lambda r: cost[list(r), range(cols)].sum())
-    return list(zip(best, range(cols)))
+    rows, cols = linear_sum_assignment(cost)
+    return list(zip(rows.tolist(), cols.tolist()))
 
 
 def pck(pred, gt, threshold: float = 0.1) -> float:
     """PCK (0..1) of one video; ``pred`` ``[T, P_pred, K, 3]``, ``gt`` ``[T, P_gt, K, 3]`` (x, y, visibility).
 
     A joint is visible when its visibility is > 0 and its values are finite. In each frame, pred
-    and gt people are paired one to one by minimum total cost (the Hungarian assignment; found
-    by enumeration, exact, for up to ``BRUTE_FORCE_MAX`` people, so scipy is needed only beyond),
-    the cost of a pair being the mean distance over the joints visible in both. A visible gt
+    and gt people are paired one to one by minimum total cost (the Hungarian assignment,
+    ``scipy.optimize.linear_sum_assignment``, polynomial in the number of people), the cost of a
+    pair being the mean distance over the joints visible in both. A visible gt
     joint is correct when the paired pred person's joint is visible and within
     ``threshold * size`` pixels of it (distance <= that bound), ``size`` being the larger of the
     width and height of the box around that gt person's visible joints in that frame (the

@@ -1,11 +1,12 @@
-"""Segmentation metrics: semantic mIoU over a whole set of videos, and YouTube-VIS style mask mAP.
+"""Segmentation metrics: semantic mIoU over a whole set of videos, instance mIoU of one video, mask mAP.
 
 ``miou`` accumulates one confusion matrix over every frame of every video, so each pixel
 weighs the same, and averages the per-class IoU over the classes present, as detectron2's
-``SemSegEvaluator`` and mmsegmentation do. ``mask_map`` scores video instance segmentation
-the way YouTube-VIS does: COCO's AP with a spatio-temporal mask IoU (one IoU per pair of
-tracks, over all frames of the video). The confusion-matrix helpers are shared with the
-DensePose part metrics.
+``SemSegEvaluator`` and mmsegmentation do; it is for classes that mean the same in every video.
+``instance_miou`` is for instance ids, which do not: it matches instances within one video first.
+``mask_map`` scores video instance segmentation the way YouTube-VIS does: COCO's AP with a
+spatio-temporal mask IoU (one IoU per pair of tracks, over all frames of the video). The
+confusion-matrix helpers are shared with the DensePose part metrics.
 """
 
 from __future__ import annotations
@@ -76,6 +77,42 @@ def miou(preds, gts, ignore_index: int | None = 255) -> float:
     if not ious:
         raise ValueError("no pixel to score: every gt pixel is ignore_index")
     return float(np.mean(list(ious.values())))
+
+
+def instance_miou(pred, gt) -> float:
+    """Mean IoU (0..1) of one video's instance ids ``[T, H, W]`` (0 = background) after matching instances.
+
+    Instance ids are arbitrary labels, so predicted ids need not equal the ground truth's: predicted
+    and gt instances are paired one to one to maximise the total spatio-temporal IoU (the Hungarian
+    assignment; pairs of IoU 0 stay unpaired), each predicted instance takes its partner's id, and
+    the mean IoU is taken over the classes with ground-truth pixels, background and every gt instance
+    (current detectron2's convention): an unpaired predicted instance costs through the pixels it takes
+    from them, not as a class of its own (a few stray pixels of an unused colour would otherwise weigh
+    as much as a missed person). Average it over clips: pooling ids across clips would treat instance 3
+    of one clip and of another as one class.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape or gt.ndim != 3 or pred.dtype.kind not in "iu" or gt.dtype.kind not in "iu":
+        raise ValueError(
+            f"pred and gt must both be integer ids [T, H, W], got {pred.dtype} {pred.shape}, {gt.dtype} {gt.shape}"
+        )
+    pred_ids, pred_index = np.unique(np.concatenate([[0], pred.ravel()]), return_inverse=True)  # id 0 first
+    gt_ids, gt_index = np.unique(np.concatenate([[0], gt.ravel()]), return_inverse=True)
+    pred_index, gt_index = pred_index[1:], gt_index[1:]
+    inter = np.bincount(pred_index * len(gt_ids) + gt_index, minlength=len(pred_ids) * len(gt_ids))
+    inter = inter.reshape(len(pred_ids), len(gt_ids))[1:, 1:].astype(np.float64)  # [D, G] instance overlaps
+    union = np.bincount(pred_index, minlength=len(pred_ids))[1:, None] + np.bincount(gt_index)[None, 1:] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    partner = np.arange(len(gt_ids), len(gt_ids) + len(pred_ids) - 1)  # unpaired: classes of their own
+    for d, g in zip(*linear_sum_assignment(iou, maximize=True)):
+        if iou[d, g] > 0:
+            partner[d] = g + 1
+    relabelled = np.concatenate([[0], partner])[pred_index].reshape(gt.shape)
+    conf = confusion_matrix(relabelled, gt_index.reshape(gt.shape), ignore_index=None)
+    ious = class_iou(conf)
+    return float(np.mean([ious[c] for c in np.flatnonzero(conf.sum(axis=1) > 0)]))
 
 
 def _track_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

@@ -33,3 +33,20 @@ def run_two_ranks(worker: str, *args: str) -> None:
     }
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+def torchrun(script: str, *args: str, nproc: int = 2, nnodes: int = 1, node_rank: int = 0, port: int = 0) -> list[str]:
+    """The command that runs ``script`` (a path from the repository root) on ``nproc`` CPU ranks of one of
+    ``nnodes`` nodes, the rendezvous on 127.0.0.1:``port`` (a free one when 0)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--node_rank={node_rank}",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port or free_port()}",
+        script,
+        *args,
+    ]

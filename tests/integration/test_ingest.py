@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from data_pipeline.check import check_dataset
 from data_pipeline.ingest import cut_clips, fit, ingest, key_base, resample
 from data_pipeline.modalities import get
 from data_pipeline.schema import validate_meta
-from data_pipeline.video_io import VideoDecodeError, decode_video
+from data_pipeline.video_io import VideoDecodeError, decode_video, video_codec
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 
@@ -121,9 +122,12 @@ def test_ingest_cuts_clips_into_valid_samples(tmp_path):
         meta = sample["json"]
         assert validate_meta(meta) == [] and meta["key"] == key
         assert meta["modalities"] == ["rgb", "flow"] and meta["gt"] == [] and meta["ext"] == "mp4"
-        assert set(sample) == {"json", "rgb.mp4", "flow.mp4"}
+        assert meta["exts"] == {"flow": "mkv"}  # modality streams stay lossless beside an mp4 RGB clip
+        assert set(sample) == {"json", "rgb.mp4", "flow.mkv"}
+        assert video_codec(sample["rgb.mp4"]) == ("h264", "yuv420p")
+        assert video_codec(sample["flow.mkv"])[0] == "ffv1"
         assert decode_video(sample["rgb.mp4"]).shape == (4, 32, 32, 3)
-        assert decode_video(sample["flow.mp4"]).shape == (4, 32, 32, 3)
+        assert decode_video(sample["flow.mkv"]).shape == (4, 32, 32, 3)
         assert meta["clip"]["source_fps"] == 24.0
     assert samples["walk-0003"]["json"]["clip"]["start_frame"] == 18  # resampled frame 6 = source frame 18
     assert samples["walk-0000"]["json"]["caption"] == "a textured wall slides left"
@@ -323,6 +327,8 @@ def test_depth_estimator_adds_a_relative_depth_stream(tmp_path):
     assert meta["encoding"]["depth"]["relative"] is True and meta["encoding"]["depth"]["model"] == "dpt"
     depth = get("depth").decode(decode_video(sample["depth.mkv"]), meta["encoding"]["depth"])
     assert depth.shape == (4, 32, 32) and np.isfinite(depth).all() and (depth >= 0).all()
+    made_by = json.loads((tmp_path / "out" / "dataset.json").read_text())["estimators"]
+    assert made_by["depth"] == "transformers depth estimation: DPTForDepthEstimation (dpt)"  # the dataset card
 
 
 @pytest.mark.parametrize("save, kind", [(save_tiny_segformer, "semantic"), (save_tiny_mask2former, "panoptic")])
@@ -350,6 +356,8 @@ def test_pose_estimator_adds_a_pose_stream(tmp_path):
     sample, meta = ingest_one_clip(tmp_path, pose=str(tmp_path / "pose"))
     assert validate_meta(meta) == [] and meta["modalities"] == ["rgb", "flow", "pose"]
     assert 1 <= meta["encoding"]["pose"]["persons"] <= 4  # every query is a confident person
+    made_by = json.loads((tmp_path / "out" / "dataset.json").read_text())["estimators"]["pose"]
+    assert "VitPoseForPoseEstimation" in made_by and made_by.startswith("persons by ")
     assert decode_video(sample["pose.mkv"]).shape == (4, 32, 32, 3)
 
 
@@ -366,3 +374,18 @@ def test_coco_keypoints_map_to_the_skeleton():
     assert list(joints[JOINT_INDEX["neck"]]) == [11.0, 12.0, 1.0]  # mean of shoulders 5 and 6
     assert list(joints[JOINT_INDEX["left_ankle"]]) == [30.0, 31.0, 1.0]
     assert joints[JOINT_INDEX["right_hip"], 2] == 0 and joints[JOINT_INDEX["pelvis"], 2] == 0
+
+
+def test_the_dataset_card_records_licence_source_and_estimators_and_check_prints_them(tmp_path):
+    write_video(tmp_path / "videos" / "a.mp4", 12)
+    out = tmp_path / "out"
+    url = "https://example.org/walks"
+    ingest(str(tmp_path / "videos"), str(out), size=32, frames=4, license="CC-BY-4.0", source_url=url, progress=False)
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["license"] == "CC-BY-4.0" and info["source_url"] == url
+    assert set(info["estimators"]) == {"rgb", "flow"} and info["estimators"]["flow"].startswith("OpenCV")
+    summary = check_dataset(str(out), progress=False).summary()
+    assert "licence     CC-BY-4.0" in summary and f"source URL  {url}" in summary and "flow: OpenCV" in summary
+
+    ingest(str(tmp_path / "videos"), str(tmp_path / "bare"), size=32, frames=4, progress=False)  # none given
+    assert "licence     not recorded" in check_dataset(str(tmp_path / "bare"), progress=False).summary()

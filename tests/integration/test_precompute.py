@@ -51,13 +51,17 @@ def test_output_passes_check_and_keeps_every_member(synthetic, pixel_set):
         assert meta["precomputed"] == {
             "codec": "pixel",
             "codec_path": "",
+            "channels": 3,
+            "compression": [1, 1],
             "text_encoder": "builtin",
             "text_path": "",
             "text_dim": 32,
+            "text_max_tokens": 24,
             "latent_dtype": "float16",
             "text_dtype": "bfloat16",
             "latent_shape": [3, 5, 32, 32],
         }
+        assert json.load(open(f"{pixel_set}/dataset.json"))["precomputed"] == meta["precomputed"]  # the set's entry
         assert all(after[key][name] == data for name, data in members.items() if name != "json")
         names = {f"latent.{m}.safetensors" for m in meta["modalities"]} | {"text.safetensors"}
         assert set(after[key]) == set(members) | names

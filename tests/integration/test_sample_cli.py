@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.modalities import MODALITIES
-from data_pipeline.video_io import decode_video, encode_video, read_video_file
+from data_pipeline.video_io import decode_video, encode_video, read_video_file, video_codec
 from unity.inference.media import fit_clip
 from unity.sample import main
 
@@ -52,6 +52,8 @@ def test_estimate_from_a_larger_mp4_writes_videos_raw_estimate_and_strip(tmp_pat
     assert "wrote 1 sample(s)" in out and "ema weights" in out
     assert read_video_file(str(tmp_path / "est" / "depth.mp4")).shape == (8, 32, 32, 3)
     assert read_video_file(str(tmp_path / "est" / "rgb.mp4")).shape == (8, 32, 32, 3)
+    for name in ("depth", "rgb"):  # H.264 in yuv420p: what browsers play
+        assert video_codec((tmp_path / "est" / f"{name}.mp4").read_bytes()) == ("h264", "yuv420p")
     assert np.load(tmp_path / "est" / "depth.npy").shape == (8, 32, 32)  # relative disparity
     strip = cv2.imread(str(tmp_path / "est" / "strip.png"))
     assert strip.shape[0] > 2 * 96 and strip.shape[1] > 8 * 96  # two rows (input rgb, output depth), 8 frames

@@ -9,9 +9,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from data_pipeline.benchmark import load_clips, training_prior
+from data_pipeline.modalities import MODALITIES
+from eval.metrics.depth import depth_metrics
 from unity.config import load
 from unity.method.network import build_model
 from unity.train.checkpoint import load_weights
@@ -26,6 +32,13 @@ def records(run_dir):
         return [json.loads(line) for line in f]
 
 
+def tensorboard_scalars(run_dir, tag):
+    """``[(step, value)]`` of a tag as TensorBoard shows it (its reader applies purges), from every event file."""
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
 def step_records(run_dir):
     """The last training record of every step (a resumed run rewrites the steps after its checkpoint)."""
     return {r["step"]: r for r in records(run_dir) if "loss" in r}
@@ -35,15 +48,18 @@ def test_run_writes_checkpoints_metrics_and_results(finished_run):
     run_dir, result = finished_run
     assert "depth estimation (test split)" in result.stdout and "mean training disparity map" in result.stdout
     results = json.loads((run_dir / "eval" / "results.json").read_text())
-    for key in (
-        "depth.abs_rel",
-        "depth.delta1",
-        "baseline_mean.depth.abs_rel",
-        "step0.depth.abs_rel",
-        "val_loss_first",
-        "val_loss_last",
-    ):
-        assert isinstance(results[key], float), key
+    # eval/run_report.py's figures are the run's: the validation losses it recorded, and a baseline recomputed here
+    validation = [r["val/loss"] for r in records(run_dir) if "val/loss" in r]
+    assert results["steps"] == 12 and results["val_loss_first"] == validation[0]
+    assert results["val_loss_last"] == validation[-1] < 0.8 * validation[0]
+    config = load(str(run_dir / "config.yaml"))
+    clips = load_clips(os.path.join(config.data.root, "test"), config.eval.clips)
+    prior = MODALITIES["depth"].decode(training_prior(os.path.join(config.data.root, "train"), "depth"))
+    baseline = [depth_metrics(prior, clip.gt["depth"]) for clip in clips]
+    assert results["baseline_mean.depth.abs_rel"] == pytest.approx(np.mean([b["abs_rel"] for b in baseline]), 1e-9)
+    # the trained and the step-0 weights were both evaluated, and predict differently
+    assert results["step0.depth.abs_rel"] != results["depth.abs_rel"]
+    assert 0 < results["depth.delta1"] <= 1 and results["depth.abs_rel"] > 0
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_0000012"
     for name in ("model.safetensors", "ema.safetensors", "state.json"):
         assert (run_dir / "checkpoints" / "step_0000012" / name).is_file()
@@ -89,6 +105,12 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(tmp_path, fi
     for step in range(1, 13):  # the same losses and samples as the run that was never interrupted
         assert steps[step]["loss"] == reference[step]["loss"], step
         assert steps[step]["keys"] == reference[step]["keys"], step
+    # TensorBoard shows each step once (the events logged after the checkpoint before the kill are purged)
+    assert tensorboard_scalars(tmp_path / "killed", "loss") == tensorboard_scalars(finished_run[0], "loss")
+    # and the EMA, warm-up position included, continued exactly
+    last = "checkpoints/step_0000012/ema.safetensors"
+    resumed_ema, reference_ema = load_file(tmp_path / "killed" / last), load_file(finished_run[0] / last)
+    assert all(torch.equal(resumed_ema[name], reference_ema[name]) for name in reference_ema)
 
 
 def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path, data_root):
@@ -114,7 +136,14 @@ def test_deepspeed_two_ranks(tmp_path, data_root, finished_run, stage):
         str(free_port()),
         "train.py",
         *overrides(
-            tmp_path, data_root, **{"parallel.engine": "deepspeed", "parallel.zero_stage": stage, "train.max_steps": 3}
+            tmp_path,
+            data_root,
+            **{
+                "parallel.engine": "deepspeed",
+                "parallel.zero_stage": stage,
+                "train.max_steps": 3,
+                "checkpoint.save_every": 2,
+            },
         ),
     ]
     result = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
@@ -123,6 +152,12 @@ def test_deepspeed_two_ranks(tmp_path, data_root, finished_run, stage):
     for record in step_records(run_dir).values():  # rank 0's keys, then rank 1's
         rank0, rank1 = record["keys"][:2], record["keys"][2:]
         assert len(rank1) == 2 and not set(rank0) & set(rank1)
+    # Step 2 is a sharded save (no full weights); step 0 and the last step are consolidated.
+    checkpoints = run_dir / "checkpoints"
+    assert not (checkpoints / "step_0000002" / "model.safetensors").exists()
+    assert (checkpoints / "step_0000002" / "ema_shards").is_dir()
+    for step in ("step_0000000", "step_0000003"):
+        assert all((checkpoints / step / f"{stem}.safetensors").is_file() for stem in ("model", "ema"))
 
     # The consolidated safetensors give a single-process model the engine's validation losses.
     config = load(str(run_dir / "config.yaml"), ["parallel.engine=plain", f"run.dir={tmp_path / 'single'}"])

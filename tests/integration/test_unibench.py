@@ -22,32 +22,48 @@ def bench_data(data_root, finished_run):
     return data_root
 
 
+HEADLINE_FIRST = {"depth": ("abs_rel", False), "flow": ("epe", False), "seg": ("miou", True)}
+HEADLINE_FIRST.update({"pose": ("pck", True), "densepose": ("part_accuracy", True)})
+
+
 def test_ground_truth_visual_forms_score_as_perfect(bench_data):
     clips = load_clips(str(bench_data / "test"))
     for modality in MODALITIES:
         truth = np.stack([c.videos[modality] for c in clips])
-        scores = score_predictions(modality, truth, clips)
-        if modality == "depth":
-            assert scores["abs_rel"] < 0.01 and scores["delta1"] == 1.0
-        elif modality == "flow":
-            assert scores["epe"] < 0.05 and scores["fl_all"] == 0.0
-        elif modality == "seg":
-            assert scores["miou"] == 1.0 and scores["map"] == 1.0
-        elif modality == "densepose":
-            assert scores["part_accuracy"] == 1.0 and scores["part_miou"] == 1.0
-        else:  # at 32x32 people are 6-8 px tall: their skeletons are read back only in part (README, pose decode)
-            assert scores["pck"] > 0.5
-        assert scores["videos"] == len(clips)
-        # a stream agrees perfectly with itself
-        agreement = score_agreement(modality, truth, truth, clips)
-        assert "not_measurable" not in agreement, agreement
+        for scores in (score_predictions(modality, truth, clips), score_agreement(modality, truth, truth, clips)):
+            if modality == "depth":
+                assert scores["abs_rel"] < 0.01 and scores["delta1"] == 1.0
+            elif modality == "flow":  # read without the clip's radius, brought to pixels by the least-squares scale
+                assert scores["epe"] < 0.05 and scores["fl_all"] == 0.0
+            elif modality == "seg":  # read against the whole palette, not the clip's ids
+                assert scores["miou"] == 1.0 and scores["map"] == 1.0
+            elif modality == "densepose":
+                assert scores["part_accuracy"] == 1.0 and scores["part_miou"] == 1.0
+            else:  # at 32x32 people are 6-8 px tall: their skeletons are read back only in part (README, pose decode)
+                assert scores["pck"] > 0.5
+            assert scores["videos"] == len(clips)
 
 
-def test_unreadable_predictions_are_not_measurable_not_zero(bench_data):
-    clips = load_clips(str(bench_data / "test"))
-    blank = np.zeros((len(clips), *clips[0].videos["rgb"].shape), np.uint8)
-    assert "no keypoint could be read back" in score_predictions("pose", blank, clips)["not_measurable"]
-    assert score_predictions("seg", blank, clips)["map"] == 0.0  # an empty segmentation is measurable: it finds nothing
+def test_every_unibench_score_has_a_negative_control(bench_data):
+    """Predictions that ignore their input (flat, shuffled across clips, random) score clearly worse than the truth."""
+    clips = load_clips(str(bench_data / "test")) + load_clips(str(bench_data / "zeroshot"))
+    rng = np.random.default_rng(0)
+    for modality in MODALITIES:
+        name, higher = HEADLINE_FIRST[modality]
+        truth = np.stack([c.videos[modality] for c in clips])
+        perfect = score_predictions(modality, truth, clips)[name]
+        controls = {
+            "flat": np.full_like(truth, 128),
+            "black": np.zeros_like(truth),
+            "shuffled": np.roll(truth, 1, axis=0),
+            "random": rng.integers(0, 256, truth.shape).astype(np.uint8),
+        }
+        for label, videos in controls.items():
+            scores = score_predictions(modality, videos, clips)
+            assert "not_measurable" not in scores, (modality, label, scores)
+            gap = (perfect - scores[name]) if higher else (scores[name] - perfect)
+            margin = 0.2 * perfect if higher else 0.05 + perfect  # clearly worse, not within rounding
+            assert gap > margin, (modality, label, scores[name], perfect)
 
 
 def test_mean_prior_is_the_per_pixel_mean_and_refuses_categorical_modalities(bench_data):
@@ -78,6 +94,8 @@ def report(bench_data, finished_run, tmp_path_factory):
             "depth",
             "seg",
             "pose",
+            "--referee",  # the references of joint consistency from another run (here: the same one, step 12)
+            str(finished_run[0]),
         ]
     )
     assert code == 0
@@ -87,36 +105,62 @@ def report(bench_data, finished_run, tmp_path_factory):
 def test_runner_writes_results_for_every_task_and_both_splits(report):
     results = json.loads((report / "results.json").read_text())
     assert set(results["splits"]) == {"test", "zeroshot"} and results["weights"] == "ema"
+    assert results["settings"]["referee"].endswith("step_0000012")
     for split in results["splits"].values():
         assert split["clips"] == 2
         assert set(split["estimation"]) == {"depth", "seg", "pose"}
         depth = split["estimation"]["depth"]
-        assert set(depth) == {"model", "mean training map", "rgb luminance"}
-        assert all(0 <= row["abs_rel"] for row in depth.values())
-        assert set(split["estimation"]["seg"]) == {"model", "background only"}
+        controls = {"model, another clip's estimate", "ground truth read back (ceiling)"}
+        assert set(depth) == {"model", "mean training map", "rgb luminance", *controls}
+        assert depth["ground truth read back (ceiling)"]["abs_rel"] < 0.01  # the ceiling is reachable
+        assert depth["ground truth read back (ceiling)"]["abs_rel"] < depth["mean training map"]["abs_rel"]
+        assert set(split["estimation"]["seg"]) == {"model", "background only", *controls}
         generation = split["generation"]["depth"]
-        assert set(generation) == {"model", "real video", "control copied as rgb"}
-        assert generation["real video"]["fidelity"] == depth["model"]
-        assert 0 <= generation["model"]["vbench"]["temporal_flickering"]["value"] <= 1
-        assert "abs_rel" in split["joint"]["depth"]["consistency"]
-        assert split["vbench_real"]["subject_consistency"]["value"] is None  # no --weights given
+        assert set(generation) == {"model", "real video", "control copied as rgb", "another clip's real video"}
+        assert split["real"]["vbench"]["subject_consistency"]["value"] is None  # no --weights given
+        assert split["real"]["static"]["value"] is False  # real clips move
     for split in ("test", "zeroshot"):
         for modality in ("depth", "seg", "pose"):
             assert (report / "images" / f"{split}_{modality}.png").is_file()
 
 
+def test_a_barely_trained_model_wins_nothing_unflagged(report):
+    """The 12-step model draws near-blank or noisy video: a near-perfect joint consistency is flagged (flat
+    clips, no better than shuffled pairs, or above the real-data ceiling), and every generated set that beats
+    real footage on flickering is flagged static."""
+    results = json.loads((report / "results.json").read_text())
+    for split in results["splits"].values():
+        real = split["real"]["vbench"]["temporal_flickering"]["value"]
+        generated = [split["t2v"], *(row["model"] for row in split["generation"].values()), *split["joint"].values()]
+        for quality in generated:
+            if quality["vbench"]["temporal_flickering"]["value"] > real:
+                assert quality["static"]["value"] is True, quality["static"]
+        for modality, joint in split["joint"].items():
+            consistency = joint["consistency"]
+            scores = consistency["model"]
+            name, higher = HEADLINE_FIRST[modality]
+            if "not_measurable" in scores:  # flat clips, or nothing to score (no skeleton read back): no number
+                assert ("flat" in scores["not_measurable"]) == (consistency["flat_clips"] == consistency["clips"])
+            elif (scores[name] > 0.99) if higher else (scores[name] < 0.01):  # near perfect: flagged
+                assert consistency["above_ceiling"] or consistency["beats_shuffled"] is False, consistency
+
+
 def test_report_is_one_self_contained_page_with_the_printed_tables(report):
     page = (report / "report.html").read_text()
-    assert page.count("<table>") == 2 * (3 + 3 + 2)  # per split: estimation and generation per modality, joint, t2v
+    # per split: estimation, generation and joint generation per modality (3 x 3), text to video
+    assert page.count("<table>") == 2 * (3 * 3 + 1)
+    assert page.count('<svg class="chart"') > 2 * 10  # a bar chart per metric, and the training curves
+    # the static flag beside every scored set: per modality 3 generation and 2 joint rows, and 2 text-to-video rows
+    assert "Training curves" in page and page.count(" still)</td>") == 2 * (3 * 5 + 2)
     assert page.count("data:image/png;base64,") == 8 and 'src="http' not in page
     results = json.loads((report / "results.json").read_text())
     text = format_tables(results)
-    assert (
-        "test split (2 clips): depth estimation" in text and "zeroshot split (2 clips): rgb generated from seg" in text
-    )
+    assert "test split (2 clips): depth estimation" in text
+    assert "zeroshot split (2 clips): rgb generated from seg" in text and "dynamic_degree_dis" in text
 
 
 def test_not_measurable_cells_carry_their_reason(tmp_path):
+    quality = {"vbench": {"temporal_flickering": {"value": 0.9}}, "static": {"value": None, "reason": "one frame"}}
     results = {
         "checkpoint": "c",
         "weights": "ema",
@@ -124,8 +168,8 @@ def test_not_measurable_cells_carry_their_reason(tmp_path):
         "splits": {
             "test": {
                 "clips": 1,
-                "vbench_real": {"temporal_flickering": {"value": 0.9}},
-                "t2v": {"vbench": {"temporal_flickering": {"value": 0.8}}},
+                "real": quality,
+                "t2v": quality,
                 "estimation": {"pose": {"model": {"not_measurable": "nothing read back"}, "other": {"pck": 0.25}}},
                 "generation": {},
                 "joint": {},
@@ -133,11 +177,12 @@ def test_not_measurable_cells_carry_their_reason(tmp_path):
         },
     }
     lines = format_tables(results).splitlines()
-    assert lines[0] == "test split (1 clips): pose estimation"
-    assert lines[2].split() == ["model", "n/a"] and lines[3].split() == ["other", "0.2500"]
+    assert lines[0] == "test split (1 clips): pose estimation" and "PCK@0.1" in lines[1]
+    assert lines[3].split() == ["model", "n/a"] and lines[4].split() == ["other", "0.2500"]
     (tmp_path / "images").mkdir()
     write_report(results, tmp_path / "report.html", tmp_path / "images")
-    assert 'title="nothing read back">n/a' in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert 'title="nothing read back">n/a' in page and 'title="one frame">n/a' in page
 
 
 def test_bad_inputs_are_one_line_errors(bench_data, finished_run, tmp_path, capsys):

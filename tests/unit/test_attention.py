@@ -39,14 +39,26 @@ def reference_softmax(q, k, v, scale):
 def fake_flash_attn():
     """A stand-in ``flash_attn`` module with flash-attn 2's signatures, computed with plain softmax."""
 
-    def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False):
+    def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, deterministic=False):
+        module.deterministic.append(deterministic)
         assert q.ndim == 4 and q.shape[2] == k.shape[2]  # [B, N, H, Dh]
         scale = softmax_scale or 1 / math.sqrt(q.shape[-1])
         return torch.stack([reference_softmax(*x, scale) for x in zip(q, k, v)])
 
     def flash_attn_varlen_func(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0, softmax_scale=None, causal=False
+        q,
+        k,
+        v,
+        cu_seqlens_q,
+        cu_seqlens_k,
+        max_seqlen_q,
+        max_seqlen_k,
+        dropout_p=0.0,
+        softmax_scale=None,
+        causal=False,
+        deterministic=False,
     ):
+        module.deterministic.append(deterministic)
         assert q.ndim == 3 and cu_seqlens_q.dtype == cu_seqlens_k.dtype == torch.int32  # [total, H, Dh]
         assert max_seqlen_k == int((cu_seqlens_k[1:] - cu_seqlens_k[:-1]).max())
         scale = softmax_scale or 1 / math.sqrt(q.shape[-1])
@@ -58,6 +70,7 @@ def fake_flash_attn():
         return out
 
     module = types.ModuleType("flash_attn")
+    module.deterministic = []  # the flag of every call: whether the deterministic backward was asked for
     module.flash_attn_func = flash_attn_func
     module.flash_attn_varlen_func = flash_attn_varlen_func
     return module
@@ -98,6 +111,19 @@ def test_flash_layout_and_varlen_masking_match_math(flash, masked):
     mask = key_mask() if masked else None
     expected = attention(q, k, v, mask, "math")
     assert max_relative_error(attention(q, k, v, mask, "flash"), expected) <= 1e-5
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_flash_asks_for_its_deterministic_backward_under_deterministic_algorithms(flash, masked):
+    q, k, v = qkv()
+    mask = key_mask() if masked else None
+    attention(q, k, v, mask, "flash")
+    torch.use_deterministic_algorithms(True)
+    try:
+        attention(q, k, v, mask, "flash")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert sys.modules["flash_attn"].deterministic == [False, True]
 
 
 def test_auto_without_flash_attn_picks_sdpa_and_logs_why(no_flash, caplog):

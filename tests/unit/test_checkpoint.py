@@ -258,3 +258,17 @@ def test_two_ranks_save_one_checkpoint(tmp_path):
     assert read_state(ckpt, rank=1)["loader"] == {"rank": 1}
     assert read_state(ckpt, rank=0)["world_size"] == 2
     assert resolve_resume(tmp_path / "run", "auto") == str(ckpt)
+
+
+def test_a_damaged_weights_file_is_named_with_the_fix(tmp_path):
+    from safetensors.torch import save_file
+
+    from unity.train.checkpoint import load_weights, read_weights
+
+    good = tmp_path / "model.safetensors"
+    save_file({"w": torch.ones(2)}, str(good))
+    assert torch.equal(read_weights(good)["w"], torch.ones(2))
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(good.read_bytes()[:20])  # a copy cut short
+    with pytest.raises(ValueError, match="damaged.safetensors is damaged.*earlier step_"):
+        load_weights(nn.Linear(2, 2), damaged)

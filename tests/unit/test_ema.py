@@ -97,3 +97,55 @@ def test_load_state_dict_round_trips_and_rejects_another_model():
 def test_decay_out_of_range():
     with pytest.raises(ValueError, match="decay"):
         EMA(nn.Linear(2, 2), decay=1.0)
+
+
+def test_warmup_decay_follows_diffusers_formula_and_is_capped():
+    ema = EMA(nn.Linear(2, 2), decay=0.999, warmup=True, power=2 / 3, inv_gamma=1.0)
+    decays = []
+    for _ in range(5):
+        decays.append(ema.current_decay())
+        ema.update(nn.Linear(2, 2))
+    # diffusers' EMAModel.get_decay for optimization steps 1..5: 0, then 1 - (1 + step) ** -power
+    assert decays == pytest.approx([0.0] + [1 - (1 + n) ** (-2 / 3) for n in range(1, 5)])
+    ema.updates = 10**6
+    assert ema.current_decay() == 0.999  # the cap: the configured decay
+    assert EMA(nn.Linear(2, 2), decay=0.9).current_decay() == 0.9  # no warm-up: the decay from the start
+
+
+def test_warmup_forgets_the_initial_weights_where_a_fixed_decay_does_not():
+    """After 1,000 updates a fixed 0.999 still holds 0.999^1000 = 37% of the random initialisation."""
+    start = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        start.weight.fill_(1.0)
+    trained = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        trained.weight.fill_(0.0)  # every step's weights are 0: what remains of 1 is the initialisation's share
+    fixed, warm = EMA(start, decay=0.999), EMA(start, decay=0.999, warmup=True)
+    for _ in range(1000):
+        fixed.update(trained)
+        warm.update(trained)
+    assert fixed.state_dict()["weight"].item() == pytest.approx(0.999**1000, rel=1e-3)  # 0.368
+    assert warm.state_dict()["weight"].item() == 0.0  # the first update copies the weights
+
+
+def test_warmup_position_and_average_resume_exactly():
+    model = small_model()
+    ema = EMA(model, decay=0.99, warmup=True, power=0.75)
+    for _ in range(3):
+        perturb(model)
+        ema.update(model)
+    resumed = EMA(small_model(), decay=0.99, warmup=True, power=0.75)
+    resumed.load_state_dict({k: v.clone() for k, v in ema.state_dict().items()})
+    resumed.updates = ema.updates  # what restore_ema does from the checkpoint's state.json
+    for _ in range(3):
+        perturb(model)
+        ema.update(model)
+        resumed.update(model)
+    for name, value in ema.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value)
+    fresh = EMA(small_model(), decay=0.99, warmup=True, power=0.75)  # the count lost: the decays differ
+    fresh.load_state_dict({k: v.clone() for k, v in ema.state_dict().items()})
+    perturb(model)
+    ema.update(model)
+    fresh.update(model)
+    assert not torch.equal(fresh.state_dict()["0.weight"], ema.state_dict()["0.weight"])

@@ -35,6 +35,37 @@ def test_analytic_flops_match_the_flop_counter(in_context, attention):
     assert abs(counter.get_total_flops() / b / analytic - 1) < 0.05
 
 
+def test_analytic_flops_of_the_wan_options_and_the_grown_paths_match_the_flop_counter():
+    config = ModelConfig(
+        attention="math",
+        ffn_dim=300,
+        time_freq_dim=64,
+        qk_norm_scope="width",
+        final_layer="table",
+        text_pad=20,
+        aux_path="copied",
+        aux_in_proj=True,
+        stream_gate=True,
+        prediction="v",
+    )
+    model = UnityDiT(config, in_channels=3, text_dim=config.text_dim)
+    b, s, lc, lp = 2, 2, 12, 7
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(
+            torch.randn(b, s, 3, 8, 32, 32),
+            torch.tensor([[0, 1], [0, 2]]),
+            torch.rand(b, s),
+            torch.randn(b, lc, config.text_dim),
+            torch.ones(b, lc, dtype=torch.bool),
+            torch.randn(b, s, lp, config.text_dim),
+            torch.ones(b, s, lp, dtype=torch.bool),
+        )
+    analytic = forward_flops(config, 3, config.text_dim, (8, 32, 32), s, lc, lp)["total"]
+    assert abs(counter.get_total_flops() / b / analytic - 1) < 0.05
+    without = forward_flops(ModelConfig(ffn_dim=300), 3, config.text_dim, (8, 32, 32), s, lc, lp)["total"]
+    assert analytic > 1.05 * without  # the options are counted, not ignored
+
+
 def test_wan_latent_geometry():
     grid = latent_grid(33, 480, 832, (4, 8, 8))
     assert grid == (9, 60, 104)

@@ -4,6 +4,7 @@
 - ``unity`` imports neither ``eval`` nor ``benchmarks``; ``eval`` does not import ``benchmarks``;
 - inside ``unity`` the layers point one way: ``config`` <- ``method`` <- ``train`` <- ``inference``
   (the command-line modules at ``unity/``'s top may use any of them);
+- ``unity_cli`` (the installed commands) sits above all of them: nothing but ``train.py`` imports it;
 - no module imports one that imports it back, directly or through others, function-level imports included.
 """
 
@@ -11,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("unity", "models", "data_pipeline", "eval", "benchmarks")
+PACKAGES = ("unity", "models", "data_pipeline", "eval", "benchmarks", "unity_cli")
 UNITY_LAYERS = ("unity.config", "unity.method", "unity.train", "unity.inference")  # lowest first
 
 
@@ -84,6 +85,17 @@ def test_unity_imports_neither_eval_nor_benchmarks_and_eval_not_benchmarks():
         or (top(a) == "eval" and top(b) in ("benchmarks", "train"))
     }
     assert not wrong, sorted(wrong)
+
+
+def test_only_train_py_imports_the_command_line_package():
+    wrong = {
+        (a, b)
+        for a, deps in GRAPH.items()
+        for b in deps
+        if top(b) == "unity_cli" and top(a) not in ("unity_cli", "train")
+    }
+    assert not wrong, sorted(wrong)
+    assert "unity_cli.train" in GRAPH["train"] and "eval.run_report" in GRAPH["unity_cli.train"]
 
 
 def test_the_layers_of_unity_point_one_way():

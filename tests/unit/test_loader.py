@@ -20,7 +20,7 @@ import torch
 
 from data_pipeline import decode as decode_module
 from data_pipeline.loader import make_loader, worker_quota
-from data_pipeline.video_io import decode_video, encode_video
+from data_pipeline.video_io import VideoReader, encode_video
 from data_pipeline.writer import ShardWriter
 
 from shard_set import FRAMES, SEG_LEVELS, SIDE, clip, meta, sample, write_set  # noqa: F401
@@ -35,8 +35,8 @@ def truncate_in(shard, member: str):
 
 
 def as_uint8(batch: dict, stream: str) -> np.ndarray:
-    """The batch's ``stream`` back as uint8 [B, T, H, W, 3]."""
-    return ((batch[stream] + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
+    """The batch's ``stream`` (uint8 [B, 3, T, H, W]) as [B, T, H, W, 3]."""
+    return batch[stream].permute(0, 2, 3, 4, 1).numpy()
 
 
 def run(loader) -> tuple[list[str], int]:
@@ -62,8 +62,7 @@ def test_batches_hold_windows_and_crops_shared_by_all_streams(dataset):
     full_frame = cv2.resize(clip(0, "rgb")[0], (16, 12), interpolation=cv2.INTER_AREA)[..., 2]
     starts = set()
     for batch in batches:
-        assert batch["rgb"].shape == (len(batch["key"]), 3, 4, 12, 16) and batch["rgb"].dtype == torch.float32
-        assert batch["rgb"].min() >= -1 and batch["rgb"].max() <= 1
+        assert batch["rgb"].shape == (len(batch["key"]), 3, 4, 12, 16) and batch["rgb"].dtype == torch.uint8
         assert batch["skipped"] == 0
         rgb, depth, seg = (as_uint8(batch, s) for s in ("rgb", "depth", "seg"))
         for b, key in enumerate(batch["key"]):
@@ -235,7 +234,7 @@ def test_restarted_loader_yields_the_same_next_batches(flawed_set, num_workers, 
 def test_restart_skips_samples_without_decoding_them(dataset, monkeypatch):
     root, _ = dataset
     decoded = []
-    monkeypatch.setattr(decode_module, "decode_video", lambda data: decoded.append(1) or decode_video(data))
+    monkeypatch.setattr(decode_module, "VideoReader", lambda data: decoded.append(1) or VideoReader(data))
     loader = make_loader(root, ["depth"], 2, frames=4, seed=1)
     iterator = iter(loader)
     for _ in range(4):
@@ -352,3 +351,35 @@ def test_precomputed_needs_the_whole_clip_and_the_members(dataset, caplog):
     with caplog.at_level(logging.WARNING, logger="data_pipeline.loader"):
         assert run(make_loader(root, [], 4, precomputed=True))[0] == []  # plain shards: every sample skipped
     assert caplog.text.count("no 'precomputed' entry") == len(keys)
+
+
+@pytest.mark.parametrize(
+    "start, frames, box, size, interpolation",
+    [
+        (0, 6, None, None, cv2.INTER_AREA),  # the whole clip, decoded straight into the output
+        (1, 4, (2, 3, 15, 17), (11, 13), cv2.INTER_AREA),  # a window and a crop, shrunk
+        (2, 3, (1, 0, 12, 14), (24, 28), cv2.INTER_AREA),  # enlarged
+        (0, 5, (0, 0, 20, 22), (11, 13), cv2.INTER_NEAREST),  # the whole frame, shrunk
+        (3, 2, (4, 5, 9, 10), None, cv2.INTER_AREA),  # cropped only
+    ],
+)
+def test_decoding_at_the_crop_gives_what_decoding_then_cropping_gives(start, frames, box, size, interpolation):
+    from data_pipeline.loader import _stack_rgb
+
+    video = np.random.default_rng(0).integers(0, 256, (6, 20, 22, 3), dtype=np.uint8)
+    with VideoReader(encode_video(video)) as reader:  # FFV1: lossless
+        assert reader.shape == (6, 20, 22)
+        clip = reader.read_bgr(start, frames, box, size, interpolation)
+    top, left, h, w = box or (0, 0, 20, 22)
+    plain = video[start : start + frames, top : top + h, left : left + w]
+    if size is not None:
+        plain = np.stack([cv2.resize(f, size[::-1], interpolation=interpolation) for f in plain])
+    batch = _stack_rgb([clip, clip])  # what collate makes of it: RGB, [B, 3, T, H, W]
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 3, *plain.shape[:3])
+    assert np.array_equal(batch[1].permute(1, 2, 3, 0).numpy(), plain)
+
+
+def test_a_window_past_the_decodable_frames_is_refused():
+    with VideoReader(encode_video(clip(0, "rgb", frames=3))) as reader:
+        with pytest.raises(ValueError, match="only 3 frames decode, 5 needed"):
+            reader.read_bgr(1, 4)

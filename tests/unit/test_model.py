@@ -52,10 +52,18 @@ def close(a, b):
 
 
 def test_head_output_is_exactly_zero_at_init():
-    out = build(perturb=False, prediction="v")(**inputs())
-    assert out.shape == (1, 2, 3, 4, 8, 8)
-    assert torch.equal(out, torch.zeros_like(out))
-    assert all(torch.equal(b.modulation, torch.zeros_like(b.modulation)) for b in build(perturb=False).blocks)
+    """At init every gate is zero, so the head predicts exactly zero: with the default ``prediction: x`` that is
+    x̂_0 = 0 and the returned velocity is exactly ``x_t / max(t, x_min_t)``; with ``prediction: v`` it is 0."""
+    assert ModelConfig().prediction == "x"
+    args = inputs(t=[[0.0, 0.6]])  # a clean stream (divided by x_min_t) and a noised one
+    model = build(perturb=False, prediction=ModelConfig().prediction)
+    out = model(**args)
+    t = torch.tensor([max(0.0, model.config.x_min_t), 0.6])[None, :, None, None, None, None]
+    assert out.shape == (1, 2, 3, 4, 8, 8) and torch.equal(out, args["x"] / t)
+    assert not torch.equal(build(perturb=True)(**args), out)  # the control: trained weights do not give it
+    velocity = build(perturb=False, prediction="v")(**args)
+    assert torch.equal(velocity, torch.zeros_like(velocity))
+    assert all(torch.equal(b.modulation, torch.zeros_like(b.modulation)) for b in model.blocks)
 
 
 def test_x_prediction_returns_the_velocity_of_the_predicted_clean_stream():

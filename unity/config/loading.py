@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from unity.config.migrate import migrate, moved_key
+from unity.config.presets import config_file
 from unity.config.schema import SCHEMA_VERSION, Config
 from unity.config.validate import ConfigError, validate
 
@@ -31,13 +32,11 @@ def all_keys(schema=Config, prefix: str = "") -> list[str]:
 
 
 def load(path: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:
-    """Defaults, then the YAML at ``path``, then ``key=value`` overrides; validated and typed."""
+    """Defaults, then the YAML at ``path`` (or the shipped config of that name), then ``key=value`` overrides;
+    validated and typed."""
     layers = []
-    if path is not None:
-        try:
-            layers.append(OmegaConf.load(path))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
+    if path is not None:  # a file, or the name of a shipped config (unity/config/presets.py)
+        layers.append(OmegaConf.load(config_file(path)))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")

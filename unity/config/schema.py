@@ -23,6 +23,9 @@ class RunConfig:
     name: str = "tiny"  # run name; outputs go to <dir>/<name>/
     dir: str = "runs"  # parent folder of run folders
     seed: int = 0  # global seed for model init, routing and noise
+    wandb: bool = False  # also send the metrics to Weights & Biases (extra wandb; WANDB_* variables apply)
+    wandb_project: str = "unity"  # the W&B project of the run
+    wandb_mode: Literal["online", "offline"] = "online"  # offline: kept in <run>/wandb for a later `wandb sync`
 
 
 @dataclass
@@ -45,6 +48,7 @@ class DataConfig:
     num_workers: int = 2  # data-loader worker processes per rank
     shuffle_buffer: int = 256  # samples held in the shuffle buffer
     synth: SynthConfig = field(default_factory=SynthConfig)  # how to build the synthetic splits if absent
+    precomputed: Literal["auto", "always", "never"] = "auto"  # use unity.precompute's latents: auto = if stored
 
 
 @dataclass
@@ -58,6 +62,7 @@ class TrainConfig:
     init_from: str = ""  # a run or checkpoint whose weights (EMA when saved) start this run; "" = random init
     max_bad_steps: int = 20  # consecutive non-finite losses that stop the run (with a checkpoint)
     peak_tflops: float = 0.0  # device dense bf16 peak for MFU; 0 = look it up
+    deterministic: bool = False  # deterministic GPU algorithms: bit-exact reruns and resumes, some speed lost
 
 
 @dataclass
@@ -65,6 +70,7 @@ class OptimConfig:
     lr: float = 3e-4  # peak learning rate of AdamW
     weight_decay: float = 0.01  # AdamW decay, not applied to norms, biases and embeddings
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    new_param_lr_mult: float = 1.0  # LR multiplier of parameters train.init_from marks as new (grown Wan; released: 10)
 
 
 @dataclass
@@ -76,7 +82,10 @@ class ScheduleConfig:
 
 @dataclass
 class EMAConfig:
-    decay: float = 0.999  # EMA of the weights; 0 disables it
+    decay: float = 0.999  # EMA of the weights (its decay after the warm-up); 0 disables it
+    warmup: bool = True  # decay of update n grows as 1 - (1 + n / warmup_inv_gamma) ** -warmup_power, up to decay
+    warmup_power: float = 0.6667  # warm-up exponent: 2/3 suits long runs, 3/4 short ones (diffusers' EMAModel)
+    warmup_inv_gamma: float = 1.0  # warm-up time scale in updates (larger: slower growth of the decay)
 
 
 @dataclass
@@ -84,6 +93,7 @@ class CheckpointConfig:
     save_every: int = 250  # steps between checkpoints
     keep_last: int = 3  # complete checkpoints kept (0 keeps all); the newest always is
     keep_initial: bool = True  # save the step-0 weights and keep them: the evaluation's untrained reference
+    consolidate_every: int = 0  # steps between DeepSpeed saves that also gather model/ema.safetensors; 0: first, last
 
 
 @dataclass
@@ -124,6 +134,9 @@ class RoutingConfig:
     caption_dropout: float = 0.1  # probability of an empty caption, for classifier-free guidance
     sentence_reverse: float = 0.5  # probability that a visual sentence generates video from the modality
     sentence_image_context: float = 0.0  # probability that a sentence's context pair is one frame held still
+    aux_streams: list[float] = field(default_factory=lambda: [1.0])  # weights of k = 1, 2, ... auxiliary streams
+    subset_tasks: float = 0.0  # k >= 2: probability that a route noises another subset (e.g. rgb, depth from pose)
+    control_dropout: float = 0.0  # probability that each clean auxiliary stream (a control) is left out of a sample
 
 
 @dataclass

@@ -25,13 +25,18 @@ def validate(config: DictConfig) -> None:
         OmegaConf.to_object(config.model).validate()
     except ValueError as e:
         raise ConfigError(f"config key {e}") from None
+    if config.optim.new_param_lr_mult <= 0:
+        mult = config.optim.new_param_lr_mult
+        raise ConfigError(f"config key 'optim.new_param_lr_mult' must be positive (1 = no boost), got {mult}")
     _check_sequence_parallel(config)
     _check_modalities(config)
     _check_routing(config.routing)
+    _check_aux_streams(config)
     if config.checkpoint.keep_last < 0:
         raise ConfigError(
             f"config key 'checkpoint.keep_last' must be 0 (keep all) or more, got {config.checkpoint.keep_last}"
         )
+    _check_checkpoint_and_ema(config)
 
 
 def _check_modalities(config: DictConfig) -> None:
@@ -60,6 +65,43 @@ def _check_routing(routing: DictConfig) -> None:
     for i, stage in enumerate(routing.curriculum):
         if stage.steps < 0:
             raise ConfigError(f"config key 'routing.curriculum[{i}].steps' must be non-negative, got {stage.steps}")
+
+
+def _check_checkpoint_and_ema(config: DictConfig) -> None:
+    checkpoint, ema = config.checkpoint, config.ema
+    if checkpoint.save_every < 1:
+        raise ConfigError(f"config key 'checkpoint.save_every' must be at least 1, got {checkpoint.save_every}")
+    if checkpoint.consolidate_every < 0:
+        raise ConfigError(
+            "config key 'checkpoint.consolidate_every' must be 0 (only the first and last checkpoints) or more, "
+            f"got {checkpoint.consolidate_every}"
+        )
+    if not 0 <= ema.decay < 1:
+        raise ConfigError(f"config key 'ema.decay' must be in [0, 1) (0 disables the EMA), got {ema.decay}")
+    for key in ("warmup_power", "warmup_inv_gamma"):
+        if ema[key] <= 0:
+            raise ConfigError(f"config key 'ema.{key}' must be positive, got {ema[key]}")
+
+
+def _check_aux_streams(config: DictConfig) -> None:
+    """``routing.aux_streams``: weights of k = 1, 2, ... the data can fill; the routing probabilities in [0, 1]."""
+    routing, weights = config.routing, list(config.routing.aux_streams)
+    if not weights or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(
+            "config key 'routing.aux_streams' needs non-negative weights of k = 1, 2, ... auxiliary streams "
+            f"with a positive sum (e.g. [1.0] for one, [1, 1, 1] for one to three), got {weights}"
+        )
+    largest = max(k for k, weight in enumerate(weights, 1) if weight > 0)
+    available = len(config.data.modalities)
+    if available and largest > available:
+        raise ConfigError(
+            f"config key 'routing.aux_streams' ({weights}) routes up to {largest} auxiliary streams but "
+            f"data.modalities has {available} ({list(config.data.modalities)}): give k > {available} weight 0 "
+            "or load more modalities"
+        )
+    for key in ("subset_tasks", "control_dropout"):
+        if not 0 <= routing[key] <= 1:
+            raise ConfigError(f"config key 'routing.{key}' is a probability in [0, 1], got {routing[key]}")
 
 
 def _check_sequence_parallel(config: DictConfig) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from models.codec import Codec
 from models.dit import UnityDiT
@@ -20,8 +20,17 @@ from unity.config import load_run_config
 from unity.method.conditioning import encode_conditioning
 from unity.method.flow_matching import training_shift
 from unity.method.lora import add_lora
-from unity.method.network import TrainModule, build_model
-from unity.train.checkpoint import ADAPTER, ADAPTER_EMA, WEIGHTS, find_checkpoint, load_adapter, load_init, load_weights
+from unity.method.network import TrainModule, build_model, missing_pretrained
+from unity.train.checkpoint import (
+    ADAPTER,
+    ADAPTER_EMA,
+    WEIGHTS,
+    find_checkpoint,
+    load_adapter,
+    load_init,
+    load_weights,
+    weights_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +74,17 @@ def load_trained(
     ``path``: a run folder (its latest checkpoint) or a checkpoint folder. The EMA weights are used
     when asked and saved, else the trained ones. A LoRA run loads its base (``train.init_from``) and
     adds its adapters. A checkpoint that does not fit the config's model raises ValueError listing
-    the mismatched keys.
+    the mismatched keys; a missing codec or text encoder folder (a run trained from precomputed
+    shards) raises FileNotFoundError saying what to put where.
     """
     ckpt = find_checkpoint(path)
     config_path = ckpt.parent.parent / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} is missing: a checkpoint is loaded with its run's config.yaml")
     config = load_run_config(str(config_path), overrides or [])
+    missing = missing_pretrained(OmegaConf.to_object(config.model))
+    if missing:  # a run trained from precomputed shards needs them back to see pixels or read new texts
+        raise FileNotFoundError(f"the run {ckpt.parent.parent} needs its pretrained parts: " + "; ".join(missing))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     module, text, codec = build_model(config, device)
     stems = WEIGHTS
@@ -79,8 +92,8 @@ def load_trained(
         load_init(module, config.train.init_from)
         add_lora(module, config.lora)
         stems = (ADAPTER, ADAPTER_EMA)
-    weights = stems[1] if use_ema and (ckpt / f"{stems[1]}.safetensors").is_file() else stems[0]
-    (load_adapter if config.lora.enabled else load_weights)(module, ckpt / f"{weights}.safetensors")
+    weights = stems[1] if use_ema and weights_file(ckpt, stems[1]).is_file() else stems[0]
+    (load_adapter if config.lora.enabled else load_weights)(module, weights_file(ckpt, weights))
     module.eval()
     log.info("loaded %s weights of %s", weights, ckpt)
     return Trained(config, module, module.text if module.text is not None else text, codec, str(ckpt), weights, device)

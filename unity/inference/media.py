@@ -4,6 +4,7 @@ film strips written per sample."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -55,11 +56,20 @@ def read_input(path: str, modality: str, frames: int, size: int) -> np.ndarray:
 
 
 def write_outputs(
-    out: Path, streams: dict[str, np.ndarray], task: str, modality: str, fps: float, reverse: bool = False
+    out: Path,
+    streams: dict[str, np.ndarray],
+    task: str,
+    modality: str | Sequence[str],
+    fps: float,
+    reverse: bool = False,
+    generate: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Per sample: ``<stream>.mp4``, the raw decode of an estimated modality and ``strip.png``; returns the folders."""
-    names, _, flags = task_streams(task, modality, reverse)
+    """Per sample: ``<stream>.mp4``, the raw decode of each modality estimated from the given rgb and
+    ``strip.png``; returns the folders. ``modality``, ``generate``: as ``run_task`` took them."""
+    names, _, flags = task_streams(task, modality, reverse, generate)
     generated = dict(zip(names, flags))
+    kind = get_task(task).name
+    estimated = [name for name in names[1:] if generated[name]] if kind != "sentence" and not generated["rgb"] else []
     folders = []
     count = len(next(iter(streams.values())))
     for i in range(count):
@@ -70,10 +80,10 @@ def write_outputs(
             video = streams[name][i]
             (folder / f"{name}.mp4").write_bytes(encode_video(video, "mp4", fps))
             rows.append((f"{'output' if generated[name] else 'input'}\n{name}", video))
-        kind = get_task(task).name
-        if kind == "est" or (kind == "sentence" and not reverse):
-            estimate = streams[modality if kind == "est" else "B_prime"][i]
-            np.save(folder / f"{modality}.npy", MODALITIES[modality].decode(estimate))
+        for name in estimated:  # read back from the visual form: relative disparity, flow in pixels, ids ...
+            np.save(folder / f"{name}.npy", MODALITIES[name].decode(streams[name][i]))
+        if kind == "sentence" and not reverse:
+            np.save(folder / f"{modality}.npy", MODALITIES[modality].decode(streams["B_prime"][i]))
         write_image(str(folder / "strip.png"), film_strip(rows))
         folders.append(folder)
     return folders

@@ -25,16 +25,17 @@ def drop_features(
 def encode_conditioning(
     text,
     captions: list[str],
-    prompts: list[str],
+    prompts: list[str] | list[list[str]],
     streams: int,
     device,
     features: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
     """Embed captions and the auxiliary streams' prompts as ``UnityDiT.forward`` keyword arguments.
 
-    Every stream gets the same prompt row; the rgb stream's is unused, since in the dual in-context
-    learner rgb attends to the caption. ``features`` (``[B, L, W]`` values and ``[B, L]`` mask) replace
-    the captions for an external encoder (``text.features``). Returns caption ``[B, Lc, D]``,
+    ``prompts``: one per sample, the same row for every stream (the rgb stream's is unused, since in
+    the dual in-context learner rgb attends to the caption), or a list of ``streams`` per sample
+    (several auxiliary streams, each with its own prompt). ``features`` (``[B, L, W]`` values and
+    ``[B, L]`` mask) replace the captions for an external encoder (``text.features``). Returns caption ``[B, Lc, D]``,
     caption_mask ``[B, Lc]``, prompt ``[B, S, Lp, D]`` and prompt_mask ``[B, S, Lp]``.
     """
     if features is not None:
@@ -46,10 +47,19 @@ def encode_conditioning(
         )
     else:
         caption, caption_mask = text(captions)
-    prompt, prompt_mask = text(prompts)
+    if prompts and not isinstance(prompts[0], str):  # one prompt per stream
+        if any(len(row) != streams for row in prompts):
+            raise ValueError(f"per-stream prompts need {streams} per sample, got {[len(row) for row in prompts]}")
+        prompt, prompt_mask = text([p for row in prompts for p in row])  # [B·S, Lp, D]
+        prompt = prompt.to(device).unflatten(0, (len(prompts), streams))  # [B, S, Lp, D]
+        prompt_mask = prompt_mask.to(device).unflatten(0, (len(prompts), streams))  # [B, S, Lp]
+    else:
+        prompt, prompt_mask = text(prompts)
+        prompt = prompt.to(device).unsqueeze(1).expand(-1, streams, -1, -1)  # [B, S, Lp, D]
+        prompt_mask = prompt_mask.to(device).unsqueeze(1).expand(-1, streams, -1)
     return {
         "caption": caption.to(device),
         "caption_mask": caption_mask.to(device),
-        "prompt": prompt.to(device).unsqueeze(1).expand(-1, streams, -1, -1),  # [B, S, Lp, D]
-        "prompt_mask": prompt_mask.to(device).unsqueeze(1).expand(-1, streams, -1),
+        "prompt": prompt,
+        "prompt_mask": prompt_mask,
     }

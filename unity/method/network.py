@@ -6,12 +6,14 @@ config (``unity.inference.loading``).
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from models.codec import Codec, build_codec
+from models.codec import Codec, build_codec, vae_folder
 from models.config import ModelConfig
 from models.dit import UnityDiT
+from models.text import hf_folders
 from models.text_encoder import build_text_encoder
 from unity.method.conditioning import encode_conditioning
 
@@ -35,11 +37,43 @@ class TrainModule(nn.Module):
         return self.dit(x, modality, t, **embeddings, layout=layout)
 
 
-def build_model(config: DictConfig, device) -> tuple[TrainModule, nn.Module, Codec]:
-    """(trained module, text encoder, codec). Frozen parts (codec, an hf text encoder) stay outside the module."""
+def missing_pretrained(model_config: ModelConfig) -> list[str]:
+    """What the frozen pretrained parts the config names lack on disk, each saying what to download and
+    where to put it; empty when they are all there (or the config names none)."""
+    checks = []
+    if model_config.codec == "diffusers":
+        checks.append(lambda: vae_folder(model_config.codec_path))
+    if model_config.text_encoder == "hf":
+        checks.append(lambda: hf_folders(model_config.text_path))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except FileNotFoundError as e:
+            problems.append(str(e))
+    return problems
+
+
+def build_model(
+    config: DictConfig, device, codec: Codec | None = None, text: nn.Module | None = None
+) -> tuple[TrainModule, nn.Module, Codec]:
+    """(trained module, text encoder, codec). Frozen parts (codec, an hf text encoder) stay outside the module.
+
+    ``codec`` and ``text`` replace the ones the config names (stand-ins for precomputed shards, whose
+    weights then need not exist). Loading frozen weights leaves the global RNG as it found it, so a
+    run's initial weights are the same whether its frozen parts are loaded or stood in for.
+    """
     model_config: ModelConfig = OmegaConf.to_object(config.model)
-    codec = build_codec(model_config, device)
-    text = build_text_encoder(model_config, device)
+    with torch.random.fork_rng(devices=[]):
+        codec = codec if codec is not None else build_codec(model_config, device)
+        if text is None and model_config.text_encoder == "hf":
+            text = build_text_encoder(model_config, device)
+    text = text if text is not None else build_text_encoder(model_config, device)  # random init: seeded by the run
+    if model_config.in_channels and model_config.in_channels != codec.channels:
+        raise ValueError(
+            f"the network takes {model_config.in_channels}-channel latents (model.in_channels) but the codec gives "
+            f"{codec.channels}: point model.codec_path at the VAE the weights were trained with"
+        )
     dit = UnityDiT(model_config, codec.channels, text.dim)
     trainable_text = text if any(p.requires_grad for p in text.parameters()) else None
     return TrainModule(dit, trainable_text).to(device), text, codec

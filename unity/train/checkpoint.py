@@ -2,14 +2,20 @@
 
 Layout of a run's checkpoints::
 
-    <run_dir>/checkpoints/step_0000500/model.safetensors   full weights (written by rank 0)
+    <run_dir>/checkpoints/step_0000500/model.safetensors   full weights (written by rank 0; consolidated saves)
                                       /ema.safetensors     the EMA's weights, when the run keeps one
                                       /state.json          step and every rank's state (data position, RNG, ...)
                                       /engine/             optimizer, scheduler, DeepSpeed files (every rank)
+                                      /ema_shards/         each rank's part of the EMA (DeepSpeed runs)
+
+Under DeepSpeed most saves hold the sharded state alone (``unity/train/sharded.py``), and
+``python -m unity.checkpoint consolidate`` writes their full weights offline.
     <run_dir>/checkpoints/latest                           text file naming the newest one, replaced last
 
-A LoRA run's checkpoints hold its adapters (``adapter.safetensors``, ``adapter_ema.safetensors``) in
-place of the weights; loading one rebuilds the base from the run's ``train.init_from`` and adds them.
+A LoRA run's checkpoints hold its adapters in place of the weights, as PEFT adapter folders
+``adapter/`` and ``adapter_ema/`` (``adapter_config.json`` + ``adapter_model.safetensors``, which PEFT's
+own tools load); loading one rebuilds the base from the run's ``train.init_from`` and adds them.
+Checkpoints saved before hold ``adapter.safetensors`` / ``adapter_ema.safetensors`` and load as well.
 
 A save is written to ``step_XXXXXXX.tmp/``, fsync'd, renamed, and only then named by ``latest``,
 so a crash or a full disk mid-save leaves the previous checkpoint and ``latest`` as they were.
@@ -34,9 +40,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from omegaconf import OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from unity.method.lora import adapter_state
+from unity.method.lora import PEFT_WEIGHTS, adapter_state, from_peft_layout, save_peft_adapter
 from unity.train import distributed
 
 log = logging.getLogger(__name__)
@@ -55,22 +62,28 @@ UNFINISHED = (".tmp", ".old")  # suffixes of folders and files a save leaves beh
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
-    model_state: dict[str, torch.Tensor],
+    model_state: dict[str, torch.Tensor] | None,
     ema_state: dict[str, torch.Tensor] | None,
     state: dict,
     save_engine: Callable[[str], None] | None = None,
     keep_last: int = 3,
     names: tuple[str, str] = WEIGHTS,
+    save_shards: Callable[[str], None] | None = None,
+    adapter_config: dict | None = None,
 ) -> str:
     """Save ``<run_dir>/checkpoints/step_XXXXXXX`` atomically and point ``latest`` at it; returns its path.
 
-    ``model_state`` / ``ema_state``: full weights, used on rank 0 only (other ranks may pass ``{}``).
+    ``model_state`` / ``ema_state``: full weights, used on rank 0 only (other ranks may pass ``{}``);
+    None writes no such file (a sharded save: the weights are in the engine's and ``save_shards``' files).
     ``state``: this rank's JSON-able run state (data position, generators, metrics, config hash);
     the RNG states of python, numpy and torch are added under ``"rng"`` unless given.
-    ``save_engine(folder)`` writes the optimizer / engine state into ``<checkpoint>/engine``.
+    ``save_engine(folder)`` writes the optimizer / engine state into ``<checkpoint>/engine``;
+    ``save_shards(folder)`` writes whatever else each rank holds into the checkpoint folder itself.
     ``keep_last`` complete checkpoints are kept (0 keeps all); the one ``latest`` names always is, and
     so is step 0 (the untrained reference evaluation compares against).
     ``names``: the files' stems for the weights and their EMA (a LoRA run saves ``adapter``, ``adapter_ema``).
+    ``adapter_config``: PEFT's adapter config of a LoRA run; the weights are then written as PEFT adapter
+    folders ``<stem>/`` (``unity.method.lora.save_peft_adapter``).
 
     Under ``torch.distributed`` every rank must call this (DeepSpeed's own save is collective), with
     a ``run_dir`` on a filesystem all ranks share.
@@ -78,7 +91,7 @@ def save_checkpoint(
     so a failure on any rank raises on every rank instead of leaving the others waiting:
 
     1. rank 0 removes leftovers of interrupted saves and creates ``step_XXXXXXX.tmp/engine/``;
-    2. every rank runs ``save_engine`` into it, then rank 0 writes the weights and state.json;
+    2. every rank runs ``save_engine`` and ``save_shards`` into it, then rank 0 writes the weights and state.json;
     3. rank 0 fsyncs the folder, renames it to ``step_XXXXXXX``, replaces ``latest``, prunes.
 
     ``save_engine`` runs before rank 0's own writes so that a failing write cannot leave the other
@@ -102,10 +115,14 @@ def save_checkpoint(
     def write() -> None:
         if save_engine is not None:
             save_engine(str(tmp / "engine"))
+        if save_shards is not None:
+            save_shards(str(tmp))
         if rank == 0:
-            save_file(_for_safetensors(model_state), str(tmp / f"{names[0]}.safetensors"), metadata={"format": "pt"})
-            if ema_state is not None:
-                save_file(_for_safetensors(ema_state), str(tmp / f"{names[1]}.safetensors"), metadata={"format": "pt"})
+            for tensors, stem in ((model_state, names[0]), (ema_state, names[1])):
+                if tensors is not None and adapter_config is not None:
+                    save_peft_adapter(tmp / stem, tensors, adapter_config)
+                elif tensors is not None:
+                    save_file(_for_safetensors(tensors), str(tmp / f"{stem}.safetensors"), metadata={"format": "pt"})
             saved = {"step": step, "world_size": world_size, "ranks": states}
             (tmp / "state.json").write_text(json.dumps(saved, indent=1))
 
@@ -284,21 +301,39 @@ def state_mismatch(found: dict[str, torch.Tensor], expected: dict[str, torch.Ten
     return "\n".join(lines)
 
 
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; ValueError naming the file when it is damaged (a cut copy, ...)."""
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:
+        raise ValueError(
+            f"{path} is damaged: not a readable safetensors file ({e}); use another checkpoint, e.g. an earlier "
+            "step_XXXXXXX folder of the run"
+        ) from None
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a checkpoint's model.safetensors (or ema.safetensors) into ``model``; keys and shapes must match."""
-    state = load_file(str(path))
+    state = read_weights(path)
     problems = state_mismatch(state, model.state_dict())
     if problems:
         raise ValueError(f"{path} does not fit {type(model).__name__}:\n{problems}")
     model.load_state_dict(state)
 
 
+def weights_file(ckpt_dir: str | os.PathLike, stem: str) -> Path:
+    """The file of a checkpoint's weights ``stem``: a PEFT adapter folder's ``<stem>/adapter_model.safetensors``
+    when there is one (a LoRA run), else ``<stem>.safetensors``."""
+    peft_file = Path(ckpt_dir) / stem / PEFT_WEIGHTS
+    return peft_file if peft_file.is_file() else Path(ckpt_dir) / f"{stem}.safetensors"
+
+
 def load_ema(ckpt_dir: str | os.PathLike, name: str = "ema") -> dict[str, torch.Tensor]:
-    """A checkpoint's EMA weights (CPU tensors), for ``EMA.load_state_dict``."""
-    path = Path(ckpt_dir) / f"{name}.safetensors"
+    """A checkpoint's EMA weights (CPU tensors; adapters in the module's key layout), for ``EMA.load_state_dict``."""
+    path = weights_file(ckpt_dir, name)
     if not path.is_file():
-        raise FileNotFoundError(f"{ckpt_dir} holds no EMA weights (it was saved with train.ema_decay=0)")
-    return load_file(str(path))
+        raise FileNotFoundError(f"{ckpt_dir} holds no EMA weights (it was saved with ema.decay=0)")
+    return from_peft_layout(read_weights(path))
 
 
 def read_state(ckpt_dir: str | os.PathLike, rank: int | None = None) -> dict:
@@ -373,10 +408,15 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         found = resolve_resume(path.parent, str(path))
     except FileNotFoundError:
         found = None
-    if found is None or not any((Path(found) / f"{stem}.safetensors").is_file() for stem in (WEIGHTS[0], ADAPTER)):
+    if found is None or not any(weights_file(found, stem).is_file() for stem in (WEIGHTS[0], ADAPTER)):
+        if found is not None and (Path(found) / "engine").is_dir():
+            raise FileNotFoundError(
+                f"{found} holds the sharded training state only (a DeepSpeed save between consolidations); "
+                f"write its full weights first: python -m unity.checkpoint consolidate {found}"
+            )
         raise FileNotFoundError(
             f"{path} is neither a run folder with checkpoints nor a checkpoint folder "
-            "holding model.safetensors (or a LoRA run's adapter.safetensors)"
+            "holding model.safetensors (or a LoRA run's adapter/ or adapter.safetensors)"
         )
     return Path(found)
 
@@ -393,9 +433,17 @@ def load_init(module: nn.Module, path: str | os.PathLike) -> str:
     )
 
 
+def new_parameters(path: str | os.PathLike) -> list[str]:
+    """Names of the parameters that the writer of the run or checkpoint ``path`` created rather than
+    carried over (``state.json``'s ``new_parameters``: a Wan grown to auxiliary streams); [] for most."""
+    return read_state(find_checkpoint(path), rank=0).get("new_parameters", [])
+
+
 def load_adapter(module: nn.Module, path: str | os.PathLike) -> None:
-    """Load adapter weights into a module that has the same LoRA layers; keys and shapes must match."""
-    state = load_file(str(path))
+    """Load adapter weights (a PEFT adapter folder or its file, or an ``adapter*.safetensors`` in the module's key
+    layout) into a module that has the same LoRA layers; keys and shapes must match."""
+    path = Path(path) / PEFT_WEIGHTS if Path(path).is_dir() else path
+    state = from_peft_layout(read_weights(path))
     problems = state_mismatch(state, adapter_state(module.state_dict()))
     if problems:
         raise ValueError(f"{path} does not fit the model's LoRA layers:\n{problems}")

@@ -53,13 +53,22 @@ def decay_split(model: nn.Module) -> tuple[dict[str, nn.Parameter], dict[str, nn
     return decay, no_decay
 
 
-def build_optimizer(model: nn.Module, optim, fused: bool = False) -> torch.optim.AdamW:
-    """AdamW at ``optim.lr`` with ``optim.weight_decay`` on the decayed group of :func:`decay_split`."""
-    decay, no_decay = decay_split(model)
-    groups = [
-        {"params": list(decay.values()), "weight_decay": optim.weight_decay},
-        {"params": list(no_decay.values()), "weight_decay": 0.0},
-    ]
+def build_optimizer(model: nn.Module, optim, fused: bool = False, new_parameters=()) -> torch.optim.AdamW:
+    """AdamW at ``optim.lr`` with ``optim.weight_decay`` on the decayed group of :func:`decay_split`.
+
+    The parameters named in ``new_parameters`` (created when ``train.init_from``'s checkpoint was grown,
+    ``unity.method.grow``) get groups of their own at ``optim.lr * optim.new_param_lr_mult``.
+    """
+    new = set(new_parameters)
+    unknown = sorted(new - {name for name, _ in model.named_parameters()})
+    if unknown:
+        raise ValueError(f"new parameters the model does not have: {', '.join(unknown[:10])}")
+    groups = []
+    for params, weight_decay in zip(decay_split(model), (optim.weight_decay, 0.0)):
+        for is_new in (False, True):
+            chosen = [p for name, p in params.items() if (name in new) == is_new]
+            lr = optim.lr * (optim.new_param_lr_mult if is_new else 1.0)
+            groups.append({"params": chosen, "weight_decay": weight_decay, "lr": lr})
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, fused=fused)
 
 
@@ -104,6 +113,7 @@ class Engine(ABC):
     world_size: int = 1
     sequence_parallel: int = 1  # ranks per sequence-parallel group (parallel.sequence_parallel)
     sequence_group = None  # this rank's sequence-parallel process group, when sequence_parallel > 1
+    sharded: bool = False  # each rank saves its own part of the state (unity/train/sharded.py)
 
     @property
     def is_main(self) -> bool:
@@ -166,13 +176,13 @@ class Engine(ABC):
 class PlainEngine(Engine):
     """One process on one device: AdamW (fused on CUDA) and autocast, no distribution."""
 
-    def __init__(self, model: nn.Module, config, device: torch.device | None = None):
+    def __init__(self, model: nn.Module, config, device: torch.device | None = None, new_parameters=()):
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = self.module = model.to(self.device)
         self.autocast_dtype = autocast_dtype(config.train.precision, self.device.type)
         self.grad_accum = config.train.grad_accum
         self.grad_clip = config.optim.grad_clip
-        self.optimizer = build_optimizer(model, config.optim, fused=self.device.type == "cuda")
+        self.optimizer = build_optimizer(model, config.optim, self.device.type == "cuda", new_parameters)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.train.max_steps)
         self.micro_steps = 0
 
@@ -224,7 +234,9 @@ class DeepSpeedEngine(Engine):
     (``unity/train/parallel.py``).
     """
 
-    def __init__(self, model: nn.Module, config):
+    sharded = True
+
+    def __init__(self, model: nn.Module, config, new_parameters=()):
         import deepspeed  # seconds to import: plain runs do not pay for it
 
         cuda = torch.cuda.is_available()
@@ -232,7 +244,7 @@ class DeepSpeedEngine(Engine):
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         parallel, train = config.parallel, config.train
         check_launch(parallel, self.world_size)
-        self.sequence_parallel = parallel.sequence_parallel
+        self.sequence_parallel, self.zero_stage = parallel.sequence_parallel, parallel.zero_stage
         if self.sequence_parallel > 1:
             self.sequence_group = sequence_parallel_group(self.sequence_parallel)
         self.autocast_dtype = autocast_dtype(train.precision, "cuda" if cuda else "cpu")
@@ -241,7 +253,7 @@ class DeepSpeedEngine(Engine):
         # steps; the bare fp32 optimizer of stage 0 does none of that, so this engine does.
         self.own_clipping = parallel.zero_stage == 0 and not bf16
         self.grad_clip = config.optim.grad_clip
-        optimizer = build_optimizer(model, config.optim, fused=cuda)
+        optimizer = build_optimizer(model, config.optim, cuda, new_parameters)
         self.scheduler = build_scheduler(optimizer, config.schedule, train.max_steps)
         settings = {
             "train_micro_batch_size_per_gpu": config.data.batch_size,
@@ -316,9 +328,10 @@ def _to_cpu_fp32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype, copy=True)
 
 
-def build_engine(config, model: nn.Module) -> Engine:
-    """The engine ``parallel.engine`` names, around ``model`` (micro-batch = ``data.batch_size``)."""
+def build_engine(config, model: nn.Module, new_parameters=()) -> Engine:
+    """The engine ``parallel.engine`` names, around ``model`` (micro-batch = ``data.batch_size``);
+    ``new_parameters`` train at ``optim.new_param_lr_mult`` times the LR (:func:`build_optimizer`)."""
     if config.parallel.engine == "deepspeed":
-        return DeepSpeedEngine(model, config)
+        return DeepSpeedEngine(model, config, new_parameters)
     check_launch(config.parallel, distributed.world_size())
-    return PlainEngine(model, config)
+    return PlainEngine(model, config, new_parameters=new_parameters)

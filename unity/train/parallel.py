@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
+from unity.train import distributed
+
 
 def data_parallel_rank(rank: int, world_size: int, sequence_parallel: int) -> tuple[int, int]:
     """(data-parallel rank, data-parallel size): ranks ``k·P … k·P + P − 1`` form group ``k``, one data rank."""
@@ -34,7 +36,7 @@ def data_parallel_rank(rank: int, world_size: int, sequence_parallel: int) -> tu
 
 def sequence_parallel_group(size: int):
     """This rank's group of ``size`` consecutive ranks (every rank must call it: it makes every group)."""
-    rank, world_size = dist.get_rank(), dist.get_world_size()
+    rank, world_size = distributed.rank(), distributed.world_size()
     mine = None
     for first in range(0, world_size, size):
         group = dist.new_group(list(range(first, first + size)))

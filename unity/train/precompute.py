@@ -9,17 +9,19 @@ Every sample of ``--data`` is copied to ``--out`` with all its members and these
   at half the bytes; the pixel codec's uint8 levels survive it exactly.
 - ``<key>.text.safetensors``: ``caption`` ``[L, D]`` + ``caption_mask`` ``[L]`` and ``prompt.<mod>`` +
   ``prompt_mask.<mod>`` per auxiliary modality, bfloat16 (transformer activations need its range),
-  each cut after its last real token.
+  each cut after its last real token. A model with a fixed text length (``model.text_pad``, Wan's 512)
+  zero-pads them back when it reads them, the empty caption too: Wan's own context, stored smaller.
 
-The sample json gains a ``precomputed`` entry naming the codec, the text encoder, the latent shape
-and the text width. ``null_text.safetensors`` beside the shards holds the embedding of the empty
-caption (``caption``, ``caption_mask``), the unconditional context for classifier-free guidance.
+The sample json gains a ``precomputed`` entry naming the codec (its channels and compression), the
+text encoder (its width and token limit) and the latent shape; ``dataset.json`` holds the same entry
+for the set, which a run checks against its config before training from the set
+(``unity.train.precomputed_set``). ``null_text.safetensors`` beside the shards holds the embedding of
+the empty caption (``caption``, ``caption_mask``), the unconditional context for classifier-free guidance.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import numpy as np
@@ -27,16 +29,14 @@ import torch
 from safetensors.torch import save, save_file
 from tqdm import tqdm
 
-from data_pipeline.check import iter_samples
-from data_pipeline.schema import TEXT_MEMBER, latent_member, video_member
+from data_pipeline.check import Skips, iter_samples
+from data_pipeline.schema import TEXT_MEMBER, latent_member, stream_member
 from data_pipeline.video_io import decode_video
 from data_pipeline.writer import derived_set
 from models.codec import Codec, build_codec
 from models.config import ModelConfig
 from models.text import TextEncoder
 from models.text_encoder import build_text_encoder
-
-log = logging.getLogger(__name__)
 
 LATENT_DTYPE, TEXT_DTYPE = "float16", "bfloat16"  # storage dtypes, named in the json's "precomputed" entry
 NULL_TEXT = "null_text.safetensors"
@@ -56,7 +56,7 @@ def precompute_sample(members: dict[str, bytes], codec: Codec, encoder: TextEnco
     """A sample's members plus its latents and text embeddings, ready for :class:`ShardWriter`."""
     meta = json.loads(members["json"])
     names = meta["modalities"]
-    videos = np.stack([decode_video(members[video_member(name, meta["ext"])]) for name in names])  # [S,T,H,W,3]
+    videos = np.stack([decode_video(members[stream_member(meta, name)]) for name in names])  # [S,T,H,W,3]
     if videos.shape[1:4] != (meta["frames"], meta["height"], meta["width"]):
         raise ValueError(
             f"decoded streams are {videos.shape[1:4]} (T, H, W) but the json says "
@@ -72,6 +72,11 @@ def precompute_sample(members: dict[str, bytes], codec: Codec, encoder: TextEnco
         tensors.update({f"prompt.{name}": x, f"prompt_mask.{name}": mask})
     sample[TEXT_MEMBER] = save(tensors)
     return sample
+
+
+def _absolute(path: str) -> str:
+    """A weights folder as an absolute path ("" stays ""): what a run compares its own folders with."""
+    return os.path.abspath(path) if path else ""
 
 
 def precompute(
@@ -100,26 +105,35 @@ def precompute(
     encoder = build_text_encoder(config, device, dtype).eval()
     info = {
         "codec": config.codec,
-        "codec_path": config.codec_path,
+        "codec_path": _absolute(config.codec_path),
+        "channels": codec.channels,
+        "compression": [codec.temporal, codec.spatial],  # (time, space): what a latent cell covers in pixels
         "text_encoder": config.text_encoder,
-        "text_path": config.text_path,
+        "text_path": _absolute(config.text_path),
         "text_dim": encoder.dim,
+        "text_max_tokens": config.text_max_tokens,
         "latent_dtype": LATENT_DTYPE,
         "text_dtype": TEXT_DTYPE,
     }
-    writer.info["precomputed"] = info
-    skipped = 0
+    writer.info["precomputed"] = info  # gains the set's latent_shape from its first sample
+    skips = Skips()
     bar = tqdm(total=total, desc="precompute", unit="clip", disable=not progress)
     with torch.no_grad(), bar, writer:
         for path in paths:
-            for key, members in iter_samples(path):
+            for key, members in iter_samples(path, skips):
                 try:
-                    writer.write(precompute_sample(members, codec, encoder, info))
+                    sample = precompute_sample(members, codec, encoder, info)
+                    shape = sample["json"]["precomputed"]["latent_shape"]
+                    if info.setdefault("latent_shape", shape) != shape:
+                        raise ValueError(
+                            f"latents of shape {shape}, not the set's {info['latent_shape']}: "
+                            "the samples of a set are batched together"
+                        )
+                    writer.write(sample)
                 except (ValueError, KeyError) as e:
-                    log.warning("skipped sample %r in %s: %s", key, path, e)
-                    skipped += 1
+                    skips.add(f"sample {key!r} in {path}", str(e))
                 bar.update()
         [(x, mask)] = encode_texts(encoder, [""])
         save_file({"caption": x, "caption_mask": mask}, os.path.join(out, NULL_TEXT))
-        writer.info.update(skipped=skipped, null_text=NULL_TEXT)
+        writer.info.update(skipped=skips.count, null_text=NULL_TEXT)
     return writer.dataset
