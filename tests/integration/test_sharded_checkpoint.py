@@ -74,13 +74,19 @@ def test_offline_consolidation_equals_the_engines_own(out, stage, tmp_path, caps
     assert "nothing to do" in capsys.readouterr().out
 
 
-def test_consolidating_a_checkpoint_with_a_missing_shard_says_which(out, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_consolidating_a_damaged_checkpoint_names_the_shard_and_writes_nothing(out, tmp_path, capsys, damage):
     damaged = tmp_path / "step_0000002"
     shutil.copytree(step_folder(out, 3, "sharded"), damaged)
-    (damaged / "ema_shards" / "rank_00001.safetensors").unlink()
+    shard = damaged / "ema_shards" / "rank_00001.safetensors"
+    if damage == "missing":
+        shard.unlink()
+    else:
+        with open(shard, "r+b") as f:
+            f.truncate(shard.stat().st_size - 100)
     assert checkpoint_cli.main(["consolidate", str(damaged)]) == 2
-    assert "rank_00001.safetensors is missing" in capsys.readouterr().err
-    assert not (damaged / "ema.safetensors").exists() and not list(damaged.glob("*.tmp"))
+    assert f"rank_00001.safetensors is {'missing' if damage == 'missing' else 'damaged'}" in capsys.readouterr().err
+    assert sorted(p.name for p in damaged.iterdir()) == ["ema_shards", "engine", "state.json"]
 
 
 @pytest.mark.parametrize("stage", STAGES)

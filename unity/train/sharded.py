@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from unity.method.lora import adapter_state, save_peft_adapter
@@ -45,6 +45,20 @@ DEEPSPEED_FILES = os.path.join("engine", DEEPSPEED_TAG)  # where DeepSpeedEngine
 
 def _shard_file(ckpt: str | os.PathLike, rank: int) -> Path:
     return Path(ckpt) / EMA_SHARDS / f"rank_{rank:05d}.safetensors"
+
+
+def _read_shard(path: Path, header_only: bool = False) -> dict[str, torch.Tensor] | dict[str, str]:
+    """An EMA shard file's tensors (or, ``header_only``, its metadata); a missing or damaged file is an error
+    naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the checkpoint's EMA shards are incomplete")
+    try:
+        if not header_only:
+            return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:  # checks the header and the file's length
+            return f.metadata()
+    except SafetensorError as e:
+        raise ValueError(f"{path} is damaged ({e}); resume from or consolidate another checkpoint") from None
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -142,11 +156,7 @@ def save_ema_shards(ckpt: str | os.PathLike, ema: EMA) -> None:
 
 def _layout(ckpt: str | os.PathLike) -> tuple[int, dict]:
     """(world size, layout) from rank 0's EMA shard."""
-    first = _shard_file(ckpt, 0)
-    if not first.is_file():
-        raise FileNotFoundError(f"{first} is missing: the checkpoint's EMA shards are incomplete")
-    with safe_open(str(first), framework="pt") as f:
-        metadata = f.metadata()
+    metadata = _read_shard(_shard_file(ckpt, 0), header_only=True)
     return int(metadata["world_size"]), json.loads(metadata["layout"])
 
 
@@ -160,9 +170,9 @@ def load_ema_shards(ckpt: str | os.PathLike, ema: EMA) -> None:
             f"with {saved_world} ranks, or consolidate it (python -m unity.checkpoint consolidate {ckpt}) and "
             "start a new run from it with train.init_from"
         )
-    state = {name: t for name, t in load_file(str(_shard_file(ckpt, 0))).items() if name not in ema.partitioned}
+    state = {name: t for name, t in _read_shard(_shard_file(ckpt, 0)).items() if name not in ema.partitioned}
     if ema.partitioned:
-        own = load_file(str(_shard_file(ckpt, rank)))
+        own = _read_shard(_shard_file(ckpt, rank))
         state.update({name: t for name, t in own.items() if name in ema.partitioned})
     ema.load_local_state(state)
 
@@ -170,13 +180,8 @@ def load_ema_shards(ckpt: str | os.PathLike, ema: EMA) -> None:
 def join_ema_shards(ckpt: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The full EMA state dict (model keys, fp32 averages) from a checkpoint's shards, in one process."""
     world_size, layout = _layout(ckpt)
-    files = []
-    for rank in range(world_size):
-        path = _shard_file(ckpt, rank)
-        if rank == 0 or layout["partitioned"]:
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: the checkpoint's EMA shards are incomplete")
-            files.append(load_file(str(path)))
+    ranks = range(world_size) if layout["partitioned"] else [0]
+    files = [_read_shard(_shard_file(ckpt, rank)) for rank in ranks]
     state = {name: t for name, t in files[0].items() if name not in layout["partitioned"]}
     for name, (numel, shape) in layout["partitioned"].items():
         # A ZeRO-3 tensor is flattened, padded to a multiple of the world size and cut in rank order.
@@ -239,14 +244,20 @@ def consolidate(path: str | os.PathLike, force: bool = False) -> tuple[Path, lis
         if checkpoint.weights_file(ckpt, names[0]).is_file():
             return ckpt, []
         raise FileNotFoundError(f"{ckpt} holds neither {names[0]}.safetensors nor DeepSpeed files to consolidate")
-    if checkpoint.weights_file(ckpt, names[0]).is_file() and not force:
+    has_ema = (ckpt / EMA_SHARDS).is_dir()
+    stems = names if has_ema else names[:1]
+    if all(checkpoint.weights_file(ckpt, stem).is_file() for stem in stems) and not force:
         return ckpt, []
+    if has_ema:  # every shard there and readable before anything is written
+        world_size, layout_of_ema = _layout(ckpt)
+        for rank in range(world_size) if layout_of_ema["partitioned"] else [0]:
+            _read_shard(_shard_file(ckpt, rank), header_only=True)
     weights = deepspeed_weights(ckpt)
     if layout.get("lora"):
         weights = adapter_state(weights)
     written = [_write_weights(ckpt, names[0], weights, layout.get("adapter_config"))]
     del weights
-    if (ckpt / EMA_SHARDS).is_dir():
+    if has_ema:
         written.append(_write_weights(ckpt, names[1], join_ema_shards(ckpt), layout.get("adapter_config")))
     log.info("consolidated %s: %s", ckpt, ", ".join(written))
     return ckpt, written
