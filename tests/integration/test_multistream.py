@@ -205,7 +205,7 @@ def test_the_comparison_table_gives_mean_and_spread_over_seeds():
     def split(abs_rel):
         scores = {"depth": {"abs_rel": abs_rel}, "seg": {"miou": 0.5}}
         way = {"scores": scores, "seconds_per_clip": 1.0}
-        rows = {name: {"fidelity": scores} for name in ("depth", "seg", "depth+seg")}
+        rows = {name: {"fidelity": scores} for name in ("depth", "seg", "depth+seg", "another clip's real video")}
         return {"multi_estimation": {"one pass": way, "one at a time": way}, "multi_control": {"rows": rows}}
 
     rows = [{"variant": v, "seed": s, **bench.figures(split(a), args)} for v, s, a in [("a", 0, 0.2), ("a", 1, 0.4)]]

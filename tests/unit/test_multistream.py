@@ -220,3 +220,22 @@ def test_the_summary_says_how_cost_grows_with_the_streams():
     assert growth["tokens"] == 3 and growth["attention_quadratic"] == 9
     assert 3 < growth["flops_forward"] < 9  # linear parts grow 3x, the quadratic one 9x
     assert "against 2 streams (rgb and one modality): tokens x3.00" in format_table(six)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("routing.aux_streams=[]", "positive sum"),
+        ("routing.aux_streams=[1,-1]", "non-negative weights"),
+        ("routing.aux_streams=[1,1,1,1,1,1]", "routes up to 6 auxiliary streams but data.modalities has 5"),
+        ("routing.aux_streams={2: 1.0}", "'routing.aux_streams' expects a list"),
+        ("routing.control_dropout=1.5", "'routing.control_dropout' is a probability"),
+        ("routing.subset_tasks=-0.1", "'routing.subset_tasks' is a probability"),
+    ],
+)
+def test_bad_multistream_settings_name_the_key(override, message):
+    from unity.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match=message):
+        load("configs/multistream.yaml", [override])
+    assert list(load("configs/multistream.yaml").routing.aux_streams) == [1.0, 1.0, 1.0]

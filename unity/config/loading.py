@@ -64,8 +64,28 @@ def _merge(layers: list) -> DictConfig:
             raise ConfigError(_type_message(e)) from None
         except OmegaConfBaseException as e:
             raise ConfigError(f"config key '{e.full_key}': {e.msg}") from None
+        except TypeError:  # OmegaConf names no key when a list meets a mapping
+            raise ConfigError(_container_message(config, layer)) from None
     validate(config)
     return config
+
+
+def _container_message(config, layer, prefix: str = "") -> str:
+    """Name the first key where ``layer`` gives a list for a mapping of the schema, or a mapping for a list."""
+    for key in layer:
+        if key not in config:
+            continue
+        have, given = config[key], layer[key]
+        kinds = [OmegaConf.is_dict(v) or isinstance(v, dict) for v in (have, given)]
+        lists = [OmegaConf.is_list(v) or isinstance(v, list) for v in (have, given)]
+        if kinds[0] and kinds[1]:
+            found = _container_message(have, given, f"{prefix}{key}.")
+            if found:
+                return found
+        elif (kinds[0] and lists[1]) or (lists[0] and kinds[1]):
+            expected = "a mapping {key: value, ...}" if kinds[0] else "a list [value, ...]"
+            return f"config key '{prefix}{key}' expects {expected}, got {OmegaConf.to_container(given)}"
+    return "" if prefix else "a list was given for a mapping of the schema, or a mapping for a list"
 
 
 def _unknown_key_message(key: str) -> str:
