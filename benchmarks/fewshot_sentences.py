@@ -92,10 +92,14 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=1, help="sampler steps (1 = the posterior-mean estimate)")
     parser.add_argument("--record", action="store_true", help="add the table to its section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    clips = load_clips(args.data, args.clips)
+    try:
+        clips = load_clips(args.data, args.clips)
+        base, adapters = load_trained(args.base), [load_trained(run) for run in args.adapted]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     settings = SamplerSettings(steps=args.steps)
-    base = load_trained(args.base)
-    adapted = [score(sentence_depth(load_trained(run), clips, settings), clips) for run in args.adapted]
+    adapted = [score(sentence_depth(adapter, clips, settings), clips) for adapter in adapters]
     rows = {
         "base, visual sentence (no adapter)": [score(sentence_depth(base, clips, settings), clips)],
         f"base + LoRA adapter, visual sentence ({len(adapted)} seeds)": adapted,
