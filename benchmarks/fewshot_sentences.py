@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.ablation_stats import mean_std  # noqa: E402
 from benchmarks.record import record_section  # noqa: E402
-from data_pipeline.benchmark import load_clips, training_prior  # noqa: E402
+from data_pipeline.benchmark import load_clips  # noqa: E402
 from data_pipeline.modalities import MODALITIES  # noqa: E402
-from eval.metrics.depth import depth_metrics, mean_over_videos  # noqa: E402
+from eval.run_report import depth_report, estimate_disparity, mean_map_report  # noqa: E402
 from unity.inference.loading import load_trained  # noqa: E402
 from unity.inference.pipeline import SamplerSettings, run_task  # noqa: E402
 from unity.method.sentences import partners  # noqa: E402
@@ -56,23 +56,6 @@ def sentence_depth(trained, clips, settings) -> list[np.ndarray]:
     return [DEPTH.decode(video) for video in out]
 
 
-def direct_depth(trained, clips, settings) -> list[np.ndarray]:
-    out = run_task(
-        trained,
-        "est",
-        "depth",
-        [c.caption for c in clips],
-        rgb=np.stack([c.videos["rgb"] for c in clips]),
-        prompts=[c.prompts["depth"] for c in clips],
-        settings=settings,
-    )["depth"]
-    return [DEPTH.decode(video) for video in out]
-
-
-def score(predictions, clips) -> dict:
-    return mean_over_videos([depth_metrics(p, c.gt["depth"]) for p, c in zip(predictions, clips)])
-
-
 def verdict(base: dict, adapted: list[dict], metric: str, higher: bool) -> str:
     """Whether the adapters beat the base on ``metric`` by more than the spread of their seeds."""
     mean, std = mean_std([a[metric] for a in adapted])
@@ -99,14 +82,15 @@ def main(argv=None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     settings = SamplerSettings(steps=args.steps)
-    adapted = [score(sentence_depth(adapter, clips, settings), clips) for adapter in adapters]
+    adapted = [depth_report(sentence_depth(adapter, clips, settings), clips) for adapter in adapters]
     rows = {
-        "base, visual sentence (no adapter)": [score(sentence_depth(base, clips, settings), clips)],
+        "base, visual sentence (no adapter)": [depth_report(sentence_depth(base, clips, settings), clips)],
         f"base + LoRA adapter, visual sentence ({len(adapted)} seeds)": adapted,
-        "base, two-stream estimation (reference)": [score(direct_depth(base, clips, settings), clips)],
+        "base, two-stream estimation (reference)": [depth_report(estimate_disparity(base, clips, settings), clips)],
     }
-    prior = DEPTH.decode(training_prior(str(Path(base.config.data.root) / "train"), "depth"))
-    rows["mean training disparity map (reference)"] = [score([prior] * len(clips), clips)]
+    rows["mean training disparity map (reference)"] = [
+        mean_map_report(str(Path(base.config.data.root) / "train"), clips)
+    ]
 
     def cell(results: list[dict], metric: str) -> str:
         mean, std = mean_std([r[metric] for r in results])

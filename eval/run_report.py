@@ -45,8 +45,6 @@ def load_depth_clips(root: str, limit: int, skips: Skips | None = None) -> list[
 
 def estimate_disparity(trained: Trained, clips: list[BenchmarkClip], settings: SamplerSettings) -> list[np.ndarray]:
     """Relative disparity ``[T, H, W]`` per clip, from the model's estimate of the depth stream."""
-    was_training = trained.dit.training
-    trained.dit.eval()
     videos = run_task(
         trained,
         "est",
@@ -57,7 +55,6 @@ def estimate_disparity(trained: Trained, clips: list[BenchmarkClip], settings: S
         settings=settings,
         features=clip_features(clips),
     )["depth"]
-    trained.dit.train(was_training)
     return [DEPTH.decode(video) for video in videos]
 
 

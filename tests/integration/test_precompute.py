@@ -8,6 +8,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from benchmarks.tiny_pretrained import save_wan_vae
 from data_pipeline.check import check_dataset, iter_samples, list_shards
 from data_pipeline.loader import make_loader
 from data_pipeline.synthetic.build import build_synthetic
@@ -116,18 +117,8 @@ def test_loader_yields_the_stored_tensors(pixel_set):
 
 
 def test_tiny_wan_vae_latents(synthetic, tmp_path):
-    diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    vae = diffusers.AutoencoderKLWan(
-        base_dim=8,
-        z_dim=4,
-        dim_mult=[1, 2, 2],
-        num_res_blocks=1,
-        temperal_downsample=[True, True],
-        latents_mean=[0.1, 0.0, -0.1, 0.2],
-        latents_std=[2.0, 1.0, 0.5, 1.5],
-    )
-    vae.save_pretrained(tmp_path / "vae")
+    pytest.importorskip("diffusers")
+    save_wan_vae(tmp_path / "vae")
     config = ModelConfig(codec="diffusers", codec_path=str(tmp_path / "vae"), codec_batch=6, text_dim=16, text_layers=1)
     precompute(synthetic, str(tmp_path / "out"), config, device="cpu", progress=False)
     assert check_dataset(str(tmp_path / "out"), progress=False).ok

@@ -35,22 +35,25 @@ def _without_lora(trained: Trained) -> Trained:
     return Trained(config, module, text, codec, trained.checkpoint, trained.weights, trained.device)
 
 
-def _replaceable(out: Path) -> bool:
-    """Whether ``out`` may be written: absent, empty, or an earlier export (a pipeline's model_index.json)."""
+def replaceable(out: Path, index: str, classes: tuple[str, ...]) -> bool:
+    """Whether ``out`` may be written: absent, empty, or an earlier export (``index`` names one of ``classes``)."""
     if not out.exists():
         return True
     if not out.is_dir():
         return False
     if not any(out.iterdir()):
         return True
-    index = out / INDEX
-    return index.is_file() and json.loads(index.read_text()).get("_class_name") == UnityPipeline.__name__
+    try:
+        name = json.loads((out / index).read_text()).get("_class_name")
+    except (OSError, ValueError):
+        return False
+    return name in classes
 
 
 def export(ckpt: str | Path, out: str | Path, use_ema: bool = True, license: str = LICENSE) -> Path:
     """Write the pipeline folder ``out`` from a run folder (its latest checkpoint) or a checkpoint folder."""
     out = Path(out)
-    if not _replaceable(out):
+    if not replaceable(out, INDEX, (UnityPipeline.__name__,)):
         raise FileExistsError(f"{out} exists and is not an earlier export; choose another --out or remove it")
     trained = load_trained(ckpt, use_ema=use_ema, device="cpu")
     if trained.config.lora.enabled:

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from models.config import ModelConfig
 from models.dit import UnityDiT
 from unity.config import load, load_run_config
+from unity.inference.export import replaceable
 from unity.method import wan
 from unity.method.grow import grown_state, rgb_path_state
 from unity.method.network import TrainModule
@@ -210,7 +211,7 @@ def export_wan(
         raise ValueError(f"{folder} holds tensors outside Wan's rgb path: {', '.join(sorted(state))}")
     tensors = {name: (x if dtype is None else x.to(dtype)).contiguous() for name, x in tensors.items()}
     out = Path(out)
-    if not _replaceable(out):
+    if not replaceable(out, "config.json", ("WanTransformer3DModel", "WanModel")):
         raise FileExistsError(f"{out} exists and is not an earlier Wan export; choose another --out or remove it")
     tmp = out.with_name(out.name + ".tmp")  # written whole, then put in place
     shutil.rmtree(tmp, ignore_errors=True)
@@ -222,21 +223,6 @@ def export_wan(
     tmp.rename(out)
     log.info("exported the %s weights of %s as a %s-layout Wan transformer in %s", stem, folder, layout, out)
     return out
-
-
-def _replaceable(out: Path) -> bool:
-    """Whether ``out`` may be written: absent, empty, or an earlier export (a Wan ``config.json``)."""
-    if not out.exists():
-        return True
-    if not out.is_dir():
-        return False
-    if not any(out.iterdir()):
-        return True
-    try:
-        name = json.loads((out / "config.json").read_text()).get("_class_name")
-    except (OSError, ValueError):
-        return False
-    return name in ("WanTransformer3DModel", "WanModel")
 
 
 def write_shards(tensors: dict[str, torch.Tensor], out: Path, limit: int = SHARD_BYTES) -> None:

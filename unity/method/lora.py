@@ -42,17 +42,21 @@ def _peft():
     return peft
 
 
-def add_lora(module: nn.Module, settings) -> None:
-    """Inject LoRA layers into ``module.dit`` per ``settings`` (the config's ``lora`` section) and freeze the rest."""
-    peft = _peft()
-    config = peft.LoraConfig(
+def lora_config(settings, **extra):
+    """peft's ``LoraConfig`` for the config's ``lora`` section (``extra``: further LoraConfig fields)."""
+    return _peft().LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
+        **extra,
     )
+
+
+def add_lora(module: nn.Module, settings) -> None:
+    """Inject LoRA layers into ``module.dit`` per ``settings`` (the config's ``lora`` section) and freeze the rest."""
     try:
-        peft.inject_adapter_in_model(config, module.dit)
+        _peft().inject_adapter_in_model(lora_config(settings), module.dit)
     except ValueError as e:
         raise ValueError(
             f"lora.target_modules {list(settings.target_modules)} match no layer of the DiT ({e})"
@@ -86,17 +90,9 @@ def merged_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def adapter_config(settings, base: str = "") -> dict:
     """PEFT's ``adapter_config.json`` for the config's ``lora`` section (``base``: the base run or checkpoint)."""
-    peft = _peft()
-    config = peft.LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
-        base_model_name_or_path=base or None,
-        inference_mode=True,
-    ).to_dict()
+    config = lora_config(settings, base_model_name_or_path=base or None, inference_mode=True).to_dict()
     config["auto_mapping"] = {"base_model_class": "UnityDiT", "parent_library": "models.dit"}
-    config["peft_version"] = peft.__version__
+    config["peft_version"] = _peft().__version__
     return {key: sorted(value) if isinstance(value, set) else value for key, value in config.items()}
 
 
